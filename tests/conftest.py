@@ -1,0 +1,23 @@
+"""Shared fixtures: a seeded NumPy generator and float64 mode for gradient checks."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def enable_x64():
+    """Runs the test with float64 enabled in JAX, restoring the previous setting afterwards."""
+    previous = jax.config.read("jax_enable_x64")
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
