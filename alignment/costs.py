@@ -68,7 +68,9 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
     n, m = x.shape[0], y.shape[0]
     if n == 0 or m == 0:
         return jnp.zeros((n, m), x.dtype)
-    center = (jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m)
+    # The result does not depend on the centre, so no gradient flows through it: rows that do
+    # not enter a loss (padding) get an exactly zero gradient.
+    center = jax.lax.stop_gradient((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
     xc, yc = x - center, y - center
     sq = jnp.sum(xc * xc, axis=1)[:, None] + jnp.sum(yc * yc, axis=1)[None, :] - 2.0 * (xc @ yc.T)
     return jnp.maximum(sq, 0.0)
