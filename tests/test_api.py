@@ -1,0 +1,49 @@
+"""Pins the public surface: adding or removing a public name is a deliberate change."""
+
+from __future__ import annotations
+
+import alignment
+
+EXPECTED = {
+    "absolute_difference",
+    "alignment_to_path",
+    "cosine_distance",
+    "cosine_similarity",
+    "dtw",
+    "dtw_path",
+    "dtw_xy",
+    "euclidean",
+    "linear_kernel",
+    "polynomial_kernel",
+    "rbf_kernel",
+    "soft_dtw",
+    "soft_dtw_alignment",
+    "soft_dtw_divergence",
+    "soft_dtw_xy",
+    "squared_euclidean",
+}
+
+
+def test_all_is_pinned():
+    assert set(alignment.__all__) == EXPECTED
+    assert len(alignment.__all__) == len(EXPECTED)
+
+
+def test_every_public_name_resolves_and_is_documented():
+    for name in alignment.__all__:
+        obj = getattr(alignment, name)
+        assert callable(obj), name
+        assert obj.__doc__ and "Args:" in obj.__doc__, f"{name} lacks an Args section"
+
+
+def test_library_does_not_import_experiment_stack():
+    import sys
+
+    heavy = {"flax", "optax", "orbax", "matplotlib", "tslearn"}
+    # A fresh interpreter, so that imports made by other tests do not count.
+    import subprocess
+
+    code = "import sys, alignment; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m.split(".")[0] for m in out.stdout.split()}
+    assert not (heavy & loaded), heavy & loaded
