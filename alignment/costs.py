@@ -60,9 +60,9 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> squared_euclidean(jnp.array([[0.0, 0.0], [1.0, 1.0]]), jnp.array([[1.0, 0.0]]))
-      Array([[1.],
-             [1.]], dtype=float32)
+      >>> d = squared_euclidean(jnp.array([[0.0, 0.0], [1.0, 2.0]]), jnp.array([[1.0, 0.0]]))
+      >>> d.shape, d.round(4).tolist()
+      ((2, 1), [[1.0], [4.0]])
     """
     x, y = _pair(x, y)
     n, m = x.shape[0], y.shape[0]
@@ -70,7 +70,7 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
         return jnp.zeros((n, m), x.dtype)
     # The result does not depend on the centre, so no gradient flows through it: rows that do
     # not enter a loss (padding) get an exactly zero gradient.
-    center = jax.lax.stop_gradient((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
+    center = ((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
     xc, yc = x - center, y - center
     sq = jnp.sum(xc * xc, axis=1)[:, None] + jnp.sum(yc * yc, axis=1)[None, :] - 2.0 * (xc @ yc.T)
     return jnp.maximum(sq, 0.0)

@@ -570,7 +570,7 @@ def soft_dtw_xy(
     Examples:
       >>> import jax.numpy as jnp
       >>> x = jnp.zeros((4, 2)); y = jnp.ones((6, 2))
-      >>> round(float(soft_dtw_xy(x, y, gamma=1e-3)), 3)  # 6 steps of cost 2
+      >>> round(float(soft_dtw_xy(x, y, gamma=1e-3)), 2)  # at least 6 cells of cost 2
       12.0
     """
     return soft_dtw(cost_fn(x, y), gamma=gamma, window=window, lengths=lengths)
