@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from alignment._checks import as_float_array
 from alignment._math import safe_norm, safe_sqrt
@@ -51,6 +52,10 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
     common mean, which removes most of the cancellation of that expansion; the result is clamped
     at zero, so it is never negative.
 
+    Numerics: the absolute error is about ``eps * max |x - mean|^2`` (``eps`` the dtype's
+    precision), so distances far below that scale (a tight cluster next to a distant outlier)
+    round to zero; :func:`euclidean` uses exact differences instead.
+
     Args:
       x: Array of shape ``[n, d]``.
       y: Array of shape ``[m, d]``.
@@ -70,7 +75,7 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
         return jnp.zeros((n, m), x.dtype)
     # The result does not depend on the centre, so no gradient flows through it: rows that do
     # not enter a loss (padding) get an exactly zero gradient.
-    center = ((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
+    center = jax.lax.stop_gradient((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
     xc, yc = x - center, y - center
     sq = jnp.sum(xc * xc, axis=1)[:, None] + jnp.sum(yc * yc, axis=1)[None, :] - 2.0 * (xc @ yc.T)
     return jnp.maximum(sq, 0.0)
@@ -79,6 +84,10 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
 def euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
     """Euclidean distances ``||x_i - y_j||``, with a zero (finite) gradient where they vanish.
 
+    Computed from the differences ``x_i - y_j`` (an ``[n, m, d]`` intermediate that ``jit``
+    fuses away), not from the expansion of :func:`squared_euclidean`: the square root would
+    magnify the expansion's rounding near zero (``euclidean(x, x)`` is exactly 0).
+
     Args:
       x: Array of shape ``[n, d]``.
       y: Array of shape ``[m, d]``.
@@ -86,7 +95,9 @@ def euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
     Returns:
       Array of shape ``[n, m]``.
     """
-    return safe_sqrt(squared_euclidean(x, y))
+    x, y = _pair(x, y)
+    diff = x[:, None, :] - y[None, :, :]
+    return safe_sqrt(jnp.sum(diff * diff, axis=-1))
 
 
 def cosine_similarity(
@@ -106,7 +117,7 @@ def cosine_similarity(
     x, y = _pair(x, y)
     xn = x / jnp.maximum(safe_norm(x, axis=1, keepdims=True), eps)
     yn = y / jnp.maximum(safe_norm(y, axis=1, keepdims=True), eps)
-    return xn @ yn.T
+    return jnp.clip(xn @ yn.T, -1.0, 1.0)  # rounding can step just outside [-1, 1]
 
 
 def cosine_distance(
@@ -186,12 +197,14 @@ def polynomial_kernel(
     Returns:
       Array of shape ``[n, m]``.
     """
-    if not isinstance(degree, int) or degree < 1:
+    if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
         raise ValueError(f"`degree` must be a positive int, got {degree!r}.")
     x, y = _pair(x, y)
     if gamma is None:
         gamma = 1.0 / x.shape[1]
-    return (gamma * (x @ y.T) + coef0) ** degree
+    gamma = jnp.asarray(gamma, x.dtype)
+    coef0 = jnp.asarray(coef0, x.dtype)
+    return (gamma * (x @ y.T) + coef0) ** int(degree)
 
 
 def rbf_kernel(
@@ -205,9 +218,9 @@ def rbf_kernel(
       gamma: Inverse length scale; ``None`` means ``1 / d``.
 
     Returns:
-      Array of shape ``[n, m]`` with entries in ``(0, 1]``.
+      Array of shape ``[n, m]`` with entries in ``[0, 1]`` (0 only by underflow).
     """
     x, y = _pair(x, y)
     if gamma is None:
         gamma = 1.0 / x.shape[1]
-    return jnp.exp(-gamma * squared_euclidean(x, y))
+    return jnp.exp(-jnp.asarray(gamma, x.dtype) * squared_euclidean(x, y))
