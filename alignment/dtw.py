@@ -114,19 +114,11 @@ def _check_lengths(lengths, t: int, s: int):
     return tl, sl, ok
 
 
-def _band_mask(t: int, s: int, window: int, tl, sl) -> jax.Array:
-    """Boolean ``[t, s]``: the cells admitted by the band of the valid ``tl x sl`` rectangle."""
-    i = jnp.arange(t, dtype=jnp.int32)[:, None]
-    j = jnp.arange(s, dtype=jnp.int32)[None, :]
-    tl1 = jnp.asarray(tl, jnp.int32) - 1
-    sl1 = jnp.asarray(sl, jnp.int32) - 1
-    return jnp.abs(i * sl1 - j * tl1) <= window * jnp.maximum(tl1, sl1)
-
-
 def _prepare(cost, window, lengths):
-    """Validates and lays out ``cost`` for the wavefront.
+    """Validates the inputs. Returns ``(cost, t_valid, s_valid, static, ok)``.
 
-    Returns ``(skew, (k_end, i_end, dynamic_end), ok)``.
+    ``static = (window, dynamic_end)`` is hashable (a ``nondiff_argnum``); ``ok`` is a traced
+    validity flag for traced lengths, or None.
     """
     cost = as_float_array(cost, "cost")
     check_matrix(cost, "cost")
@@ -139,45 +131,41 @@ def _prepare(cost, window, lengths):
                 f"`window`=0 admits no warping path for sequences of lengths {tl} and {sl}: "
                 "only equal lengths can follow the diagonal exactly. Use window >= 1."
             )
-    mask = None
+    tl = jnp.asarray(tl, jnp.int32)
+    sl = jnp.asarray(sl, jnp.int32)
+    return cost, tl, sl, (window, lengths is not None), ok
+
+
+# --------------------------------------------------------------------------------------------
+# The wavefront recursions. Diagonal k holds the cells (i, j) with i + j = k, one per "lane":
+# lane l is row i = l when t <= s, column j = l otherwise, so that the shorter sequence spans
+# the lanes (min(t, s) of them) and t + s - 1 steps sweep the matrix. Each step gathers its
+# cells straight from the [t, s] cost (no skewed copy, no transposes), cells outside the
+# matrix, the band or the valid lengths reading +inf.
+# --------------------------------------------------------------------------------------------
+
+
+def _diagonal_cost(flat, k, lane, shape, tl, sl, window):
+    """The costs of diagonal ``k`` (``+inf`` where not admitted), one per lane."""
+    t, s = shape
+    i, j = (k - lane, lane) if t > s else (lane, k - lane)
+    valid = (i >= 0) & (j >= 0) & (i < tl) & (j < sl)
     if window is not None:
-        mask = _band_mask(t, s, window, tl, sl)
-    whole = isinstance(tl, int) and isinstance(sl, int) and (tl, sl) == (t, s)
-    if not whole:
-        valid = (jnp.arange(t)[:, None] < tl) & (jnp.arange(s)[None, :] < sl)
-        mask = valid if mask is None else mask & valid
-    if mask is not None:
-        cost = jnp.where(mask, cost, jnp.inf)
-    if t > s:  # put the shorter sequence along the anti-diagonals
-        cost, tl, sl = cost.T, sl, tl
-    k_end = jnp.asarray(tl, jnp.int32) + jnp.asarray(sl, jnp.int32) - 2
-    i_end = jnp.asarray(tl, jnp.int32) - 1
-    return _skew(cost), (k_end, i_end, lengths is not None), ok
+        tl1, sl1 = tl - 1, sl - 1
+        valid = valid & (jnp.abs(i * sl1 - j * tl1) <= window * jnp.maximum(tl1, sl1))
+    return jnp.where(valid, flat[jnp.where(valid, i * s + j, 0)], jnp.inf)
 
 
-def _skew(cost: jax.Array) -> jax.Array:
-    """``[t, s] -> [t + s - 1, t]`` with ``out[k, i] = cost[i, k - i]`` (``+inf`` off the matrix).
+def _predecessors(r1, r2, k, inf1, transposed: bool):
+    """Predecessors ``(R[i-1, j-1], R[i-1, j], R[i, j-1])`` of diagonal ``k``'s cells, by lane.
 
-    A pad-and-reshape (no gather): row ``i`` of the padded ``[t, s + t]`` matrix read with row
-    length ``s + t - 1`` is shifted right by ``i``. Its transpose (the gradient) is the inverse.
+    From diagonals ``k - 1`` (``r1``) and ``k - 2`` (``r2``): the diagonal predecessor and one of
+    the other two sit one lane down, the third in the same lane.
     """
-    t, s = cost.shape
-    padded = jnp.pad(cost, ((0, 0), (0, t)), constant_values=jnp.inf)
-    flat = padded.reshape(-1)[: t * (s + t - 1)]
-    return flat.reshape(t, s + t - 1).T
-
-
-# --------------------------------------------------------------------------------------------
-# The wavefront recursions.
-# --------------------------------------------------------------------------------------------
-
-
-def _predecessors(r1, r2, k, inf1):
-    """The three predecessors of the cells of diagonal ``k``, from diagonals ``k-1``, ``k-2``."""
     start = jnp.where(k == 0, jnp.zeros_like(inf1), inf1)  # R[-1, -1] = 0 starts the path
-    d = jnp.concatenate([start, r2[:-1]])  # R[i - 1, j - 1]
-    u = jnp.concatenate([inf1, r1[:-1]])  # R[i - 1, j]
-    return d, u, r1  # and R[i, j - 1]
+    d = jnp.concatenate([start, r2[:-1]])
+    shifted = jnp.concatenate([inf1, r1[:-1]])
+    return (d, r1, shifted) if transposed else (d, shifted, r1)
 
 
 def _softmin3(d, u, left, gamma, *, soft: bool, probs: bool):
@@ -216,134 +204,163 @@ def _softmin3(d, u, left, gamma, *, soft: bool, probs: bool):
     return value, (pd, pu, pl, entropy)
 
 
-def _forward(skew, gamma, k_end, i_end, *, soft: bool, store: bool):
-    """Runs the DP over anti-diagonals; returns the value at ``(k_end, i_end)`` and residuals.
+def _end(shape, tl, sl):
+    """Diagonal and lane of the last valid cell ``(t_valid - 1, s_valid - 1)``."""
+    t, s = shape
+    return tl + sl - 2, (sl - 1 if t > s else tl - 1)
 
-    ``k_end = i_end = None`` means the last cell. The residuals (``store=True``) are the DP table
-    itself, ``R`` in the skewed layout, emitted two diagonals late (``res[k] = R[k - 2]``) so that
-    the backward scan reads the predecessors of diagonal ``k`` at step ``k``; plus the
-    second-to-last diagonal. The backward recomputes the transition probabilities from them
-    (one stored array instead of four: the forward is bound by memory traffic, not by exp).
+
+def _forward(cost, gamma, tl, sl, static, *, soft: bool, store: bool):
+    """Runs the DP over anti-diagonals; returns the value at the last valid cell and residuals.
+
+    For soft-DTW each diagonal is held relative to its own minimum: ``R_k = off_k + rel_k`` with
+    ``min(rel_k) = 0``, and only the offset steps ``off_{k-2} - off_{k-1}`` enter the soft-min.
+    The transition weights ``exp((R_a - R_b) / gamma)`` then come from differences of numbers of
+    the size of the spread along a diagonal, not of the accumulated cost (thousands after a few
+    hundred steps, whose float32 spacing divided by gamma would be ~1e-3): this is what keeps
+    float32 gradients accurate on long sequences. Hard DTW needs no such care.
+
+    The residuals (``store=True``) are the table itself, ``rel`` by diagonal and lane, emitted
+    two diagonals late (``res[k] = rel_{k-2}``, with the offset step used at ``k``) so that the
+    backward scan reads the predecessors of diagonal ``k`` at step ``k``; plus the second-to-last
+    diagonal. The backward recomputes the transition probabilities from them (one stored array
+    instead of four: the recursion is bound by memory traffic, not by exponentials).
     """
-    n_diag, t = skew.shape
-    dtype = skew.dtype
+    window, dynamic_end = static
+    t, s = cost.shape
+    n_diag, n_lane, transposed = t + s - 1, min(t, s), t > s
+    dtype = cost.dtype
     inf1 = jnp.full((1,), jnp.inf, dtype)
+    flat = cost.reshape(-1)
+    lane = jnp.arange(n_lane, dtype=jnp.int32)
+    k_end, l_end = _end(cost.shape, tl, sl)
     if soft:
         gamma = jnp.asarray(gamma, dtype)
-    dynamic_end = k_end is not None
 
-    def step(carry, xs):
-        r1, r2, value = carry  # R on diagonals k - 1 and k - 2
-        c, k = xs
-        d, u, left = _predecessors(r1, r2, k, inf1)
-        smin, _ = _softmin3(d, u, left, gamma, soft=soft, probs=False)
-        r = c + smin
+    def step(carry, k):
+        r1, r2, delta, offset, value = carry  # rel on diagonals k-1, k-2; off_{k-2} - off_{k-1}
+        c = _diagonal_cost(flat, k, lane, cost.shape, tl, sl, window)
+        d, u, left = _predecessors(r1, r2, k, inf1, transposed)
+        smin, _ = _softmin3(d + delta, u, left, gamma, soft=soft, probs=False)
+        r = c + smin  # relative to off_{k-1}
+        if soft:
+            low = jnp.min(r)
+            low = jnp.where(low < jnp.inf, low, 0.0)  # a diagonal with no reachable cell
+            r = r - low
+            offset = offset + low
+            new_delta = -low
+        else:
+            new_delta = delta
         if dynamic_end:
-            value = jnp.where(k == k_end, r[i_end], value)
-        return (r, r1, value), (r2 if store else None)
+            value = jnp.where(k == k_end, r[l_end] + offset, value)
+        return (r, r1, new_delta, offset, value), ((r2, delta) if store else None)
 
-    inf_t = jnp.full((t,), jnp.inf, dtype)
-    init = (inf_t, inf_t, jnp.zeros((), dtype))
+    inf_l = jnp.full((n_lane,), jnp.inf, dtype)
+    zero = jnp.zeros((), dtype)
+    init = (inf_l, inf_l, zero, zero, zero)
     ks = jnp.arange(n_diag, dtype=jnp.int32)
-    (r_last, r_prev, value), res = jax.lax.scan(step, init, (skew, ks))
+    (r_last, r_prev, _, offset, value), res = jax.lax.scan(step, init, ks)
     if not dynamic_end:
-        value = r_last[t - 1]
+        value = r_last[n_lane - 1] + offset
     return value, ((res, r_prev) if store else None)
 
 
-def _backward(res, gamma, g, k_end, i_end, *, soft: bool, entropy: bool = False):
+def _backward(res, gamma, g, tl, sl, static, shape, *, soft: bool, entropy: bool = False):
     """Backward recursion: ``E[cell] = sum over successors of p(successor -> cell) E[successor]``.
 
-    Seeded with ``g`` at ``(k_end, i_end)`` (``None``: the last cell). Returns ``E`` in the skewed
-    layout (the gradient of the value with respect to the skewed cost) and, if ``entropy``,
-    ``-sum(E * H)``, the derivative in gamma (``H`` the entropy of each cell's soft-min weights).
+    Seeded with ``g`` at the last valid cell. Returns ``E`` as a ``[t, s]`` matrix (the gradient
+    of the value with respect to the cost) and, if ``entropy``, ``-sum(E * H)``, the derivative
+    in gamma (``H`` the entropy of each cell's soft-min weights).
     """
-    r_lag2, r_prev = res
-    n_diag, t = r_lag2.shape
+    _, dynamic_end = static
+    (r_lag2, deltas), r_prev = res
+    t, s = shape
+    n_diag, n_lane, transposed = t + s - 1, min(t, s), t > s
     dtype = r_lag2.dtype
-    iota = jnp.arange(t, dtype=jnp.int32)
+    lane = jnp.arange(n_lane, dtype=jnp.int32)
     zero1 = jnp.zeros((1,), dtype)
     inf1 = jnp.full((1,), jnp.inf, dtype)
     g = jnp.asarray(g, dtype)
-    dynamic_end = k_end is not None
+    k_end, l_end = _end(shape, tl, sl)
     if soft:
         gamma = jnp.asarray(gamma, dtype)
 
-    def shift_left(v):  # v'[i] = v[i + 1]: from cell i + 1 to its predecessor in row i
+    def shift_down(v):  # v'[l] = v[l + 1]: from lane l + 1 to its predecessor in lane l
         return jnp.concatenate([v[1:], zero1])
 
     def step(carry, xs):
-        r1, acc_k, acc_km1, g_gamma = carry  # R[k-1]; incoming E for diagonals k and k - 1
-        r2, k = xs
-        d, u, left = _predecessors(r1, r2, k, inf1)
-        _, (pd, pu, pl, h) = _softmin3(d, u, left, gamma, soft=soft, probs=True)
+        r1, acc_k, acc_km1, g_gamma = carry  # rel_{k-1}; incoming E for diagonals k and k - 1
+        r2, delta, k = xs
+        d, u, left = _predecessors(r1, r2, k, inf1, transposed)
+        _, (pd, pu, pl, h) = _softmin3(d + delta, u, left, gamma, soft=soft, probs=True)
+        p_shifted, p_same = (pl, pu) if transposed else (pu, pl)
         e = acc_k
         if dynamic_end:
-            e = e + jnp.where((k == k_end) & (iota == i_end), g, 0.0)
-        acc_next = acc_km1 + shift_left(pu * e) + pl * e
-        acc_next2 = shift_left(pd * e)
+            e = e + jnp.where((k == k_end) & (lane == l_end), g, 0.0)
+        acc_next = acc_km1 + shift_down(p_shifted * e) + p_same * e
+        acc_next2 = shift_down(pd * e)
         if entropy:  # summed once at the end: no reduction inside the loop
             g_gamma = g_gamma - e * h
         return (r2, acc_next, acc_next2, g_gamma), e
 
-    zeros_t = jnp.zeros((t,), dtype)
-    acc0 = zeros_t if dynamic_end else zeros_t.at[t - 1].set(g)
-    init = (r_prev, acc0, zeros_t, zeros_t)
+    zeros_l = jnp.zeros((n_lane,), dtype)
+    acc0 = zeros_l if dynamic_end else zeros_l.at[n_lane - 1].set(g)
+    init = (r_prev, acc0, zeros_l, zeros_l)
     ks = jnp.arange(n_diag, dtype=jnp.int32)
-    (_, _, _, g_gamma), e = jax.lax.scan(step, init, (r_lag2, ks), reverse=True)
-    return e, jnp.sum(g_gamma)
+    (_, _, _, g_gamma), e = jax.lax.scan(step, init, (r_lag2, deltas, ks), reverse=True)
+    i = jnp.arange(t, dtype=jnp.int32)[:, None]
+    j = jnp.arange(s, dtype=jnp.int32)[None, :]
+    grad = e[i + j, j if transposed else i]  # back from (diagonal, lane) to (row, column)
+    return grad, jnp.sum(g_gamma)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _soft_dtw_core(skew, gamma, k_end, i_end, dynamic_end):
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    value, _ = _forward(skew, gamma, *ends, soft=True, store=False)
+def _soft_dtw_core(cost, gamma, tl, sl, static):
+    value, _ = _forward(cost, gamma, tl, sl, static, soft=True, store=False)
     return value
 
 
-def _soft_dtw_core_fwd(skew, gamma, k_end, i_end, dynamic_end):
+def _soft_dtw_core_fwd(cost, gamma, tl, sl, static):
     # symbolic_zeros: the primals come wrapped with a `perturbed` flag. The entropy term of the
     # derivative in gamma (a third of the backward's work) is skipped unless gamma is perturbed;
     # the flag travels to the backward as the static size of an empty array.
     gamma_flag = jnp.zeros((1 if gamma.perturbed else 0,), jnp.int8)
-    skew, gamma, k_end, i_end = skew.value, gamma.value, k_end.value, i_end.value
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    value, res = _forward(skew, gamma, *ends, soft=True, store=True)
-    return value, (res, gamma, k_end, i_end, gamma_flag)
+    cost, gamma, tl, sl = cost.value, gamma.value, tl.value, sl.value
+    value, res = _forward(cost, gamma, tl, sl, static, soft=True, store=True)
+    shape = jnp.zeros((0, *cost.shape), jnp.int8)  # the shape, statically, for the backward
+    return value, (res, gamma, tl, sl, gamma_flag, shape)
 
 
-def _soft_dtw_core_bwd(dynamic_end, saved, g):
-    res, gamma, k_end, i_end, gamma_flag = saved
+def _soft_dtw_core_bwd(static, saved, g):
+    res, gamma, tl, sl, gamma_flag, shape = saved
     want_gamma = gamma_flag.shape[0] == 1
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
-        g = jnp.zeros((), res[0].dtype)
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    e, g_gamma = _backward(res, gamma, g, *ends, soft=True, entropy=want_gamma)
+        g = jnp.zeros((), res[1].dtype)
+    grad, g_gamma = _backward(
+        res, gamma, g, tl, sl, static, shape.shape[1:], soft=True, entropy=want_gamma
+    )
     g_gamma = g_gamma.astype(jnp.result_type(gamma)) if want_gamma else None
-    return e, g_gamma, None, None
+    return grad, g_gamma, None, None
 
 
 _soft_dtw_core.defvjp(_soft_dtw_core_fwd, _soft_dtw_core_bwd, symbolic_zeros=True)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _dtw_core(skew, k_end, i_end, dynamic_end):
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    value, _ = _forward(skew, None, *ends, soft=False, store=False)
+def _dtw_core(cost, tl, sl, static):
+    value, _ = _forward(cost, None, tl, sl, static, soft=False, store=False)
     return value
 
 
-def _dtw_core_fwd(skew, k_end, i_end, dynamic_end):
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    value, res = _forward(skew, None, *ends, soft=False, store=True)
-    return value, (res, k_end, i_end)
+def _dtw_core_fwd(cost, tl, sl, static):
+    value, res = _forward(cost, None, tl, sl, static, soft=False, store=True)
+    return value, (res, tl, sl, jnp.zeros((0, *cost.shape), jnp.int8))
 
 
-def _dtw_core_bwd(dynamic_end, saved, g):
-    res, k_end, i_end = saved
-    ends = (k_end, i_end) if dynamic_end else (None, None)
-    e, _ = _backward(res, None, g, *ends, soft=False)
-    return e, None, None
+def _dtw_core_bwd(static, saved, g):
+    res, tl, sl, shape = saved
+    grad, _ = _backward(res, None, g, tl, sl, static, shape.shape[1:], soft=False)
+    return grad, None, None
 
 
 _dtw_core.defvjp(_dtw_core_fwd, _dtw_core_bwd)
@@ -392,8 +409,8 @@ def dtw(
       >>> float(dtw(absolute_difference(a, b)))
       0.0
     """
-    skew, ends, ok = _prepare(cost, window, lengths)
-    return _flag_invalid(_dtw_core(skew, *ends), ok)
+    cost, tl, sl, static, ok = _prepare(cost, window, lengths)
+    return _flag_invalid(_dtw_core(cost, tl, sl, static), ok)
 
 
 def dtw_path(
@@ -489,9 +506,9 @@ def soft_dtw(
       (5, 7)
     """
     check_positive(gamma, "gamma")
-    skew, ends, ok = _prepare(cost, window, lengths)
-    gamma = jnp.asarray(gamma, skew.dtype)
-    return _flag_invalid(_soft_dtw_core(skew, gamma, *ends), ok)
+    cost, tl, sl, static, ok = _prepare(cost, window, lengths)
+    gamma = jnp.asarray(gamma, cost.dtype)
+    return _flag_invalid(_soft_dtw_core(cost, gamma, tl, sl, static), ok)
 
 
 def soft_dtw_alignment(
