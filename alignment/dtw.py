@@ -25,13 +25,17 @@ Conventions, shared by every function here:
   rectangle. Use it with ``jax.vmap`` over padded batches.
 
 Algorithm: the dynamic programme runs along anti-diagonals (a wavefront ``lax.scan`` of
-``t + s - 1`` steps, each vectorised over the diagonal; the shorter sequence is put on the
-diagonal). Gradients use a ``custom_vjp`` that runs the backward recursion of Cuturi & Blondel
-(2017): the forward pass stores the DP table ``R`` (one ``[t + s - 1, min(t, s)]`` array, so value
-and gradient take ``O(t * s)`` memory, not a stack of autodiff residuals), and the backward
-recomputes each cell's soft-argmin transition probabilities from its three predecessors exactly as
-the forward did (a stabilised softmax, bit-identical to the forward's). It never forms
-``inf - inf`` nor exponentiates a difference of two large accumulated costs.
+``t + s - 1`` steps, each vectorised over the ``min(t, s)`` cells of a diagonal, which it reads
+straight from the ``[t, s]`` cost). Gradients use a ``custom_vjp`` that runs the backward
+recursion of Cuturi & Blondel (2017): the forward pass stores the DP table (one
+``[t + s - 1, min(t, s)]`` array, so value and gradient take ``O(t * s)`` memory, not a stack of
+autodiff residuals), and the backward recomputes each cell's soft-argmin transition
+probabilities from its three predecessors exactly as the forward did (a stabilised softmax,
+bit-identical to the forward's). It never forms ``inf - inf``. For soft-DTW each diagonal is
+stored relative to its minimum, so the weights ``exp((R_a - R_b) / gamma)`` are differences of
+small numbers, not of accumulated costs in the thousands: float32 gradients stay accurate to
+about ``1e-4`` of float64 at ``t = s = 4096`` (autodiff through an absolute table loses ~1e-2).
+The derivative in ``gamma`` is computed only when ``gamma`` is differentiated.
 
 inf/NaN policy: costs must be finite (``+inf`` marks a forbidden cell; ``-inf`` is not supported).
 A NaN in the admitted part of ``cost`` propagates to the value. Padding (beyond ``lengths``) may
@@ -335,7 +339,7 @@ def _soft_dtw_core_bwd(static, saved, g):
     res, gamma, tl, sl, gamma_flag, shape = saved
     want_gamma = gamma_flag.shape[0] == 1
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
-        g = jnp.zeros((), res[1].dtype)
+        g = jnp.zeros((), jnp.result_type(gamma))
     grad, g_gamma = _backward(
         res, gamma, g, tl, sl, static, shape.shape[1:], soft=True, entropy=want_gamma
     )
