@@ -77,8 +77,13 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
     # not enter a loss (padding) get an exactly zero gradient.
     center = jax.lax.stop_gradient((jnp.sum(x, axis=0) + jnp.sum(y, axis=0)) / (n + m))
     xc, yc = x - center, y - center
-    sq = jnp.sum(xc * xc, axis=1)[:, None] + jnp.sum(yc * yc, axis=1)[None, :] - 2.0 * (xc @ yc.T)
-    return jnp.maximum(sq, 0.0)
+    # One product of augmented matrices, [xc, |xc|^2, 1] . [-2 yc, 1, |yc|^2], gives all three
+    # terms; its reverse-mode derivative is two products with the cotangent (the norms'
+    # gradients ride along), half the passes over an [n, m] cotangent of the separate terms.
+    ones_x, ones_y = jnp.ones((n, 1), x.dtype), jnp.ones((m, 1), y.dtype)
+    xa = jnp.concatenate([xc, jnp.sum(xc * xc, axis=1, keepdims=True), ones_x], axis=1)
+    ya = jnp.concatenate([-2.0 * yc, ones_y, jnp.sum(yc * yc, axis=1, keepdims=True)], axis=1)
+    return jnp.maximum(xa @ ya.T, 0.0)
 
 
 def euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
