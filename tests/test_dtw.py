@@ -533,3 +533,41 @@ def test_sequence_shape_errors_name_the_arguments():
         al.soft_dtw_xy(jnp.ones((3, 2)), jnp.ones((4, 3)))
     with pytest.raises(ValueError, match="`x` and `y`"):
         al.dtw_xy(jnp.ones((3, 2)), jnp.ones(4))
+
+
+# ------------------------------------------------------------------------------------------
+# Every public function under jit and vmap.
+# ------------------------------------------------------------------------------------------
+
+_ON_COST = {
+    "dtw": lambda c: al.dtw(c, window=2),
+    "dtw_path": lambda c: al.dtw_path(c)[1],
+    "soft_dtw": lambda c: al.soft_dtw(c, gamma=0.3),
+    "soft_dtw_alignment": lambda c: al.soft_dtw_alignment(c, gamma=0.3, window=2),
+}
+_ON_SEQUENCES = {
+    "dtw_xy": lambda x, y: al.dtw_xy(x, y),
+    "soft_dtw_xy": lambda x, y: al.soft_dtw_xy(x, y, gamma=0.3),
+    "soft_dtw_divergence": lambda x, y: al.soft_dtw_divergence(x, y, gamma=0.3),
+    "soft_dtw_xy_grad": jax.grad(lambda x, y: al.soft_dtw_xy(x, y, gamma=0.3)),
+    "soft_dtw_divergence_grad": jax.grad(lambda x, y: al.soft_dtw_divergence(x, y, gamma=0.3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ON_COST))
+def test_cost_functions_jit_and_vmap_equal_eager_loop(rng, name):
+    fn = _ON_COST[name]
+    costs = jnp.asarray(np.stack([_cost(rng, 5, 7)[0] for _ in range(3)]), jnp.float32)
+    batched = jax.jit(jax.vmap(fn))(costs)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k], fn(costs[k]), rtol=F32_CLOSED, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(_ON_SEQUENCES))
+def test_sequence_functions_jit_and_vmap_equal_eager_loop(rng, name):
+    fn = _ON_SEQUENCES[name]
+    xs = jnp.asarray(rng.normal(size=(3, 6, 2)), jnp.float32)
+    ys = jnp.asarray(rng.normal(size=(3, 4, 2)), jnp.float32)
+    batched = jax.jit(jax.vmap(fn))(xs, ys)
+    for k in range(3):
+        np.testing.assert_allclose(batched[k], fn(xs[k], ys[k]), rtol=F32_CLOSED, atol=1e-6)
