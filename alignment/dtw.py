@@ -71,7 +71,7 @@ CostFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 # --------------------------------------------------------------------------------------------
-# Preparation: validation, masks (band, padding), transposition and the anti-diagonal layout.
+# Validation of the inputs (shapes, band, lengths, gamma): clear errors before any tracing.
 # --------------------------------------------------------------------------------------------
 
 
