@@ -1,8 +1,8 @@
 """alignment: multimodal alignment in JAX.
 
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
-pairwise costs and kernels (:mod:`alignment.costs`) and dynamic time warping, exact and soft
-(:mod:`alignment.dtw`).
+pairwise costs and kernels (:mod:`alignment.costs`), dynamic time warping, exact and soft
+(:mod:`alignment.dtw`), and entropic optimal transport (:mod:`alignment.ot`).
 """
 
 from alignment.costs import (
@@ -25,10 +25,12 @@ from alignment.dtw import (
     soft_dtw_divergence,
     soft_dtw_xy,
 )
+from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SinkhornOutput",
     "absolute_difference",
     "alignment_to_path",
     "cosine_distance",
@@ -40,6 +42,8 @@ __all__ = [
     "linear_kernel",
     "polynomial_kernel",
     "rbf_kernel",
+    "sinkhorn",
+    "sinkhorn_divergence",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_divergence",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import alignment
 
 EXPECTED = {
+    "SinkhornOutput",
+    "sinkhorn",
+    "sinkhorn_divergence",
     "absolute_difference",
     "alignment_to_path",
     "cosine_distance",
@@ -33,7 +36,8 @@ def test_every_public_name_resolves_and_is_documented():
     for name in alignment.__all__:
         obj = getattr(alignment, name)
         assert callable(obj), name
-        assert obj.__doc__ and "Args:" in obj.__doc__, f"{name} lacks an Args section"
+        section = "Attributes:" if isinstance(obj, type) else "Args:"
+        assert obj.__doc__ and section in obj.__doc__, f"{name} lacks an {section} section"
 
 
 def test_library_does_not_import_experiment_stack():

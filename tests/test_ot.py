@@ -1,0 +1,455 @@
+"""Tests for alignment.ot against independent references.
+
+References: POT (``ot.bregman.sinkhorn_log``, ``ot.unbalanced.sinkhorn_unbalanced``), ott-jax
+(``ott.solvers.linear.solve`` on a ``Geometry``, ``ott.tools.sinkhorn_divergence``), SciPy's
+``linear_sum_assignment`` (the small-epsilon limit), the primal objective evaluated in NumPy, and
+directional finite differences under float64.
+"""
+
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ot as pot
+import pytest
+from hypothesis import given, settings
+from ott.geometry import geometry, pointcloud
+from ott.solvers import linear
+from ott.tools import sinkhorn_divergence as ott_divergence
+from scipy.optimize import linear_sum_assignment
+
+import alignment.ot as aot
+from alignment.costs import squared_euclidean
+from tests.conftest import x64
+
+TIGHT = 1e-10  # solver threshold for float64 reference comparisons
+ITERS = 20_000
+F64 = 1e-8  # float64 agreement of converged solvers
+F32_ITER = 1e-2  # float32, threshold 1e-3: about ten times the threshold
+FD = 1e-5  # directional finite differences, float64, relative
+
+
+def _problem(rng, n, m, d=2, *, dtype=np.float64):
+    x, y = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    cost = ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1) / d
+    a, b = rng.uniform(0.2, 1.0, n), rng.uniform(0.2, 1.0, m)
+    return cost.astype(dtype), (a / a.sum()).astype(dtype), (b / b.sum()).astype(dtype)
+
+
+def _kl(p, q):
+    p, q = np.asarray(p), np.asarray(q)
+    return np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / q), 0.0) - p + q)
+
+
+def _primal(plan, cost, a, b, eps, rho_a=np.inf, rho_b=np.inf):
+    """``<P, C> + eps KL(P | ab^T) + rho_a KL(P1 | a) + rho_b KL(P^T 1 | b)`` in NumPy."""
+    value = np.sum(plan * cost) + eps * _kl(plan, np.outer(a, b))
+    if np.isfinite(rho_a):
+        value += rho_a * _kl(plan.sum(1), a)
+    if np.isfinite(rho_b):
+        value += rho_b * _kl(plan.sum(0), b)
+    return value
+
+
+_STATIC = ("max_iterations", "inner_iterations", "implicit_diff", "implicit_solver", "cg_maxiter")
+# jitted once per shape and static options, so that repeated calls (finite differences, property
+# tests) reuse the compiled solver; eager calls are tested where validation matters
+sk = jax.jit(aot.sinkhorn, static_argnames=_STATIC)
+div = jax.jit(aot.sinkhorn_divergence, static_argnames=(*_STATIC, "cost_fn"))
+
+
+def _maybe_jit(fn, jit):
+    return jax.jit(fn) if jit else fn
+
+
+def _fd(fn, x, direction, h=1e-5):
+    return (fn(x + h * direction) - fn(x - h * direction)) / (2 * h)
+
+
+# ------------------------------------------------------------------------------------------
+# Agreement with POT and ott-jax.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize(("n", "m", "eps"), [(6, 6, 0.1), (7, 4, 0.05), (3, 9, 1.0)])
+def test_balanced_matches_pot(enable_x64, rng, jit, n, m, eps):
+    cost, a, b = _problem(rng, n, m)
+    fn = _maybe_jit(
+        lambda c, a, b: aot.sinkhorn(c, a, b, epsilon=eps, threshold=TIGHT, max_iterations=ITERS),
+        jit,
+    )
+    out = fn(cost, a, b)
+    plan = pot.bregman.sinkhorn_log(a, b, cost, eps, stopThr=1e-14, numItermax=100_000)
+    np.testing.assert_allclose(out.plan, plan, atol=F64)
+    np.testing.assert_allclose(out.transport_cost, np.sum(plan * cost), rtol=F64)
+    np.testing.assert_allclose(out.regularized_cost, _primal(plan, cost, a, b, eps), rtol=F64)
+    assert bool(out.converged) and out.marginal_error < TIGHT
+
+
+@pytest.mark.parametrize(("n", "m", "eps"), [(6, 6, 0.1), (5, 8, 0.03)])
+def test_balanced_matches_ott(enable_x64, rng, n, m, eps):
+    cost, a, b = _problem(rng, n, m)
+    out = sk(cost, a, b, epsilon=eps, threshold=TIGHT, max_iterations=ITERS)
+    geom = geometry.Geometry(cost_matrix=jnp.asarray(cost), epsilon=eps)
+    ref = linear.solve(geom, a, b, threshold=TIGHT, max_iterations=ITERS)
+    np.testing.assert_allclose(out.plan, ref.matrix, atol=F64)
+    np.testing.assert_allclose(out.regularized_cost, ref.reg_ot_cost, rtol=F64)
+    # ott's potentials are ours + eps log(weights), up to the balanced shift (f + c, g - c)
+    df = out.f + eps * np.log(a) - ref.f
+    dg = out.g + eps * np.log(b) - ref.g
+    np.testing.assert_allclose(df, df[0], atol=1e-7)
+    np.testing.assert_allclose(dg, -df[0], atol=1e-7)
+
+
+@pytest.mark.parametrize(("tau_a", "tau_b"), [(0.8, 0.6), (1.0, 0.5), (0.3, 1.0)])
+def test_unbalanced_matches_pot(enable_x64, rng, tau_a, tau_b):
+    cost, a, b = _problem(rng, 7, 5)
+    b = 2.0 * b  # unequal masses
+    eps = 0.05
+    rho_a, rho_b = (eps * t / (1 - t) if t < 1 else np.inf for t in (tau_a, tau_b))
+    out = sk(
+        cost, a, b, epsilon=eps, tau_a=tau_a, tau_b=tau_b, threshold=TIGHT, max_iterations=ITERS
+    )
+    plan = pot.unbalanced.sinkhorn_unbalanced(
+        a, b, cost, eps, (rho_a, rho_b), method="sinkhorn_stabilized", stopThr=1e-14,
+        numItermax=100_000,
+    )  # fmt: skip
+    np.testing.assert_allclose(out.plan, plan, atol=1e-8)
+    primal = _primal(plan, cost, a, b, eps, rho_a, rho_b)
+    np.testing.assert_allclose(out.regularized_cost, primal, rtol=1e-8)
+    np.testing.assert_allclose(out.transport_cost, np.sum(plan * cost), rtol=1e-8)
+
+
+def test_unbalanced_matches_ott(enable_x64, rng):
+    # ott-jax 0.6's unbalanced iterations use the entropy -eps H(P) (reference measure 1 1^T),
+    # not the KL(P | a b^T) of its documentation; the two problems differ by the linear term
+    # eps <P, log a_i + log b_j>, so ott on ``cost`` is ours on ``cost + eps (log a + log b)``.
+    cost, a, b = _problem(rng, 6, 5)
+    b = 1.5 * b
+    eps, tau_a, tau_b = 0.1, 0.7, 0.9
+    shifted = cost + eps * (np.log(a)[:, None] + np.log(b)[None, :])
+    out = sk(
+        shifted, a, b, epsilon=eps, tau_a=tau_a, tau_b=tau_b, threshold=TIGHT, max_iterations=ITERS
+    )
+    geom = geometry.Geometry(cost_matrix=jnp.asarray(cost), epsilon=eps)
+    ref = linear.solve(geom, a, b, tau_a=tau_a, tau_b=tau_b, threshold=TIGHT, max_iterations=ITERS)
+    np.testing.assert_allclose(out.plan, ref.matrix, atol=F64)
+    # on the shifted cost our potentials are ott's: a b^T exp(-eps (log a + log b) / eps) = 1
+    np.testing.assert_allclose(out.f, ref.f, atol=1e-7)
+    np.testing.assert_allclose(out.g, ref.g, atol=1e-7)
+
+
+def test_float32_default_threshold_matches_float64(rng):
+    cost, a, b = _problem(rng, 40, 30, dtype=np.float32)
+    out = sk(cost, a, b, epsilon=0.05)
+    assert out.plan.dtype == jnp.float32 and out.f.dtype == jnp.float32
+    with x64():
+        ref = sk(cost.astype(np.float64), a, b, epsilon=0.05, threshold=TIGHT, max_iterations=ITERS)
+        ref_cost, ref_plan = float(ref.regularized_cost), np.asarray(ref.plan)
+    assert bool(out.converged) and out.marginal_error < 1e-3
+    np.testing.assert_allclose(out.regularized_cost, ref_cost, rtol=F32_ITER)
+    assert np.abs(np.asarray(out.plan) - ref_plan).sum() < F32_ITER
+
+
+# ------------------------------------------------------------------------------------------
+# Laws: marginals, small-epsilon limit, divergence.
+# ------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.sampled_from([1, 3, 6]),
+    m=st.sampled_from([1, 4, 6]),
+    eps=st.floats(0.05, 2.0),
+    seed=st.integers(0, 2**16),
+)
+def test_plan_marginals_property(n, m, eps, seed):
+    cost, a, b = _problem(np.random.default_rng(seed), n, m, dtype=np.float32)
+    out = sk(cost, a, b, epsilon=eps, threshold=1e-4)
+    plan = np.asarray(out.plan)
+    assert np.all(plan >= 0)
+    np.testing.assert_allclose(plan.sum(1), a, atol=1e-5)  # rows: exact after the f update
+    assert np.abs(plan.sum(0) - b).sum() < 1e-3  # columns: ten times the threshold
+    assert bool(out.converged)
+
+
+def test_small_epsilon_approaches_assignment(enable_x64, rng):
+    n = 10
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    cost = ((x[:, None] - y[None]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    exact = cost[rows, cols].sum() / n
+    out = sk(cost, epsilon=1e-3, epsilon_init=1.0, threshold=1e-8, max_iterations=20_000)
+    assert bool(out.converged)
+    assert abs(float(out.transport_cost) - exact) < 1e-3 * max(1.0, exact)
+    perm = np.zeros((n, n))
+    perm[rows, cols] = 1.0 / n
+    np.testing.assert_allclose(out.plan, perm, atol=1e-3)
+
+
+def test_epsilon_scaling_same_solution_fewer_iterations(enable_x64, rng):
+    cost, a, b = _problem(rng, 20, 20)
+    plain = sk(cost, a, b, epsilon=0.01, threshold=1e-9, max_iterations=50_000)
+    scaled = sk(
+        cost, a, b, epsilon=0.01, epsilon_init=1.0, epsilon_decay=0.8, threshold=1e-9,
+        max_iterations=50_000,
+    )  # fmt: skip
+    assert bool(plain.converged) and bool(scaled.converged)
+    np.testing.assert_allclose(scaled.plan, plain.plan, atol=1e-7)
+    assert int(scaled.n_iterations) <= int(plain.n_iterations)
+
+
+def test_sinkhorn_divergence_matches_ott(enable_x64, rng):
+    x, y = rng.normal(size=(6, 2)), rng.normal(size=(5, 2)) + 0.5
+    a, b = rng.uniform(0.5, 1, 6), rng.uniform(0.5, 1, 5)
+    a, b = a / a.sum(), b / b.sum()
+    ours = div(x, y, a, b, epsilon=0.1, threshold=TIGHT, max_iterations=ITERS)
+    ref, _ = ott_divergence.sinkhorn_divergence(
+        pointcloud.PointCloud, jnp.asarray(x), jnp.asarray(y), a=a, b=b, epsilon=0.1,
+        solve_kwargs={"threshold": TIGHT, "max_iterations": ITERS},
+    )  # fmt: skip
+    np.testing.assert_allclose(ours, ref, rtol=1e-7)
+    assert ours > 0
+    assert float(div(x, x, a, a, epsilon=0.1)) == 0.0
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), shift=st.floats(0.0, 2.0))
+def test_sinkhorn_divergence_nonnegative(seed, shift):
+    r = np.random.default_rng(seed)
+    x = r.normal(size=(5, 2)).astype(np.float32)
+    y = (r.normal(size=(7, 2)) + shift).astype(np.float32)
+    assert float(div(x, y, epsilon=0.5, threshold=1e-5)) > -1e-4
+
+
+# ------------------------------------------------------------------------------------------
+# Gradients: envelope theorem and finite differences, both modes.
+# ------------------------------------------------------------------------------------------
+
+
+MODES = [
+    pytest.param({"implicit_diff": True, "implicit_solver": "direct"}, id="implicit-direct"),
+    pytest.param({"implicit_diff": True, "implicit_solver": "cg"}, id="implicit-cg"),
+    pytest.param({"implicit_diff": False, "max_iterations": 400}, id="unroll"),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_grad_cost_is_plan_balanced(enable_x64, rng, mode):
+    cost, a, b = _problem(rng, 5, 4)
+    kw = {"epsilon": 0.1, "threshold": TIGHT, "max_iterations": ITERS, **mode}
+    grad = jax.grad(lambda c: sk(c, a, b, **kw).regularized_cost)(cost)
+    np.testing.assert_allclose(grad, sk(cost, a, b, **kw).plan, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("taus", [(1.0, 1.0), (0.7, 0.8)], ids=["balanced", "unbalanced"])
+def test_grads_match_finite_differences(enable_x64, rng, mode, taus):
+    n, m = 5, 4
+    cost, a, b = _problem(rng, n, m)
+    tau_a, tau_b = taus
+    eps = 0.2
+    kw = {"threshold": TIGHT, "max_iterations": ITERS, "tau_a": tau_a, "tau_b": tau_b, **mode}
+
+    def loss(c, a, b, eps, tau_a):
+        out = sk(c, a, b, epsilon=eps, **{**kw, "tau_a": tau_a})
+        # a loss using the plan too, so that implicit gradients of the potentials matter
+        return out.regularized_cost + jnp.sum(out.plan * jnp.sin(jnp.arange(n * m).reshape(n, m)))
+
+    grads = jax.grad(loss, argnums=(0, 1, 2, 3, 4))(cost, a, b, eps, tau_a)
+    dc = rng.normal(size=(n, m))
+    # zero-sum directions for the weights keep balanced problems balanced
+    da, db = rng.normal(size=n), rng.normal(size=m)
+    if tau_a == 1.0:
+        da, db = da - da.mean(), db - db.mean()
+    checks = [
+        (grads[0], dc, lambda t: loss(cost + t * dc, a, b, eps, tau_a)),
+        (grads[1], da, lambda t: loss(cost, a + t * da, b, eps, tau_a)),
+        (grads[2], db, lambda t: loss(cost, a, b + t * db, eps, tau_a)),
+        (grads[3], 1.0, lambda t: loss(cost, a, b, eps + t, tau_a)),
+    ]
+    if tau_a < 1.0:
+        checks.append((grads[4], 1.0, lambda t: loss(cost, a, b, eps, tau_a + t)))
+    for grad, direction, fn in checks:
+        expected = _fd(fn, 0.0, 1.0, h=1e-5)
+        got = float(np.sum(np.asarray(grad) * direction))
+        np.testing.assert_allclose(got, expected, rtol=FD, atol=1e-8)
+
+
+def test_grad_regularized_cost_in_weights_is_potential(enable_x64, rng):
+    cost, a, b = _problem(rng, 5, 6)
+    out = sk(cost, a, b, epsilon=0.1, threshold=TIGHT, max_iterations=ITERS)
+    ga, gb = jax.grad(
+        lambda a, b: (
+            sk(cost, a, b, epsilon=0.1, threshold=TIGHT, max_iterations=ITERS).regularized_cost
+        ),
+        argnums=(0, 1),
+    )(a, b)
+    # up to the balanced shift: grad_a = f + c, grad_b = g - c
+    np.testing.assert_allclose(ga - out.f, (ga - out.f)[0], atol=1e-8)
+    np.testing.assert_allclose(gb - out.g, -(ga - out.f)[0], atol=1e-8)
+
+
+def test_grad_sinkhorn_divergence_in_points(enable_x64, rng):
+    x, y = rng.normal(size=(4, 2)), rng.normal(size=(5, 2))
+    fn = lambda x: div(x, y, epsilon=0.3, threshold=TIGHT, max_iterations=ITERS)
+    grad = jax.grad(fn)(x)
+    dx = rng.normal(size=x.shape)
+    np.testing.assert_allclose(np.sum(grad * dx), _fd(fn, x, dx), rtol=FD)
+    # at equal inputs the divergence is minimal: the gradient is zero and finite
+    g0 = jax.grad(lambda p: div(p, x, epsilon=0.3, threshold=TIGHT, max_iterations=ITERS))(x)
+    np.testing.assert_allclose(g0, 0.0, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------
+# jit / vmap / fixed iterations / padding.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("threshold", [1e-3, None], ids=["while", "scan"])
+def test_vmap_equals_loop(rng, threshold):
+    probs = [_problem(rng, 6, 5, dtype=np.float32) for _ in range(4)]
+    costs, aa, bb = (np.stack(t) for t in zip(*probs, strict=True))
+    kw = {"epsilon": 0.1, "threshold": threshold, "max_iterations": 200}
+    batched = jax.jit(jax.vmap(lambda c, a, b: sk(c, a, b, **kw)))(costs, aa, bb)
+    for k in range(4):
+        single = sk(costs[k], aa[k], bb[k], **kw)
+        np.testing.assert_allclose(batched.plan[k], single.plan, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(batched.regularized_cost[k], single.regularized_cost, rtol=1e-5)
+        assert int(batched.n_iterations[k]) == int(single.n_iterations)
+
+
+def test_fixed_iterations_mode(rng):
+    cost, a, b = _problem(rng, 8, 6, dtype=np.float32)
+    fixed = jax.jit(lambda c: sk(c, a, b, epsilon=0.1, threshold=None, max_iterations=300))
+    out = fixed(cost)
+    ref = sk(cost, a, b, epsilon=0.1, threshold=1e-6)
+    assert int(out.n_iterations) == 300 and bool(out.converged)
+    np.testing.assert_allclose(out.plan, ref.plan, atol=1e-6)
+    # vmap + grad in the fixed mode, both differentiation modes
+    costs = np.stack([cost, cost + 0.1, cost * 2])
+    for implicit in (True, False):
+        fn = lambda c, implicit=implicit: (
+            sk(
+                c, a, b, epsilon=0.1, threshold=None, max_iterations=100, implicit_diff=implicit
+            ).regularized_cost
+        )
+        grads = jax.jit(jax.vmap(jax.grad(fn)))(costs)
+        plans = jax.vmap(lambda c: sk(c, a, b, epsilon=0.1, threshold=None).plan)(costs)
+        np.testing.assert_allclose(grads, plans, atol=1e-4)
+
+
+def test_padding_with_zero_weights_gives_unpadded_result(rng):
+    cost, a, b = _problem(rng, 5, 4, dtype=np.float32)
+    padded = np.full((8, 7), 3.0, np.float32)
+    padded[:5, :4] = cost
+    pa, pb = np.zeros(8, np.float32), np.zeros(7, np.float32)
+    pa[:5], pb[:4] = a, b
+    for threshold in (1e-3, None):
+        kw = {"epsilon": 0.1, "threshold": threshold, "max_iterations": 500}
+        ref = sk(cost, a, b, **kw)
+        out = sk(padded, pa, pb, **kw)
+        np.testing.assert_allclose(out.plan[:5, :4], ref.plan, rtol=1e-6, atol=1e-9)
+        assert np.all(np.asarray(out.plan)[5:] == 0) and np.all(np.asarray(out.plan)[:, 4:] == 0)
+        np.testing.assert_allclose(out.f[:5], ref.f, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(out.regularized_cost, ref.regularized_cost, rtol=1e-6)
+        assert int(out.n_iterations) == int(ref.n_iterations)
+    # gradients in the padded problem: the real part equals the unpadded gradient, padding 0
+    fn = lambda c, a, b: sk(c, a, b, epsilon=0.1).regularized_cost
+    g_ref = jax.grad(fn, argnums=(0, 1))(cost, a, b)
+    g_pad = jax.grad(fn, argnums=(0, 1))(padded, pa, pb)
+    np.testing.assert_allclose(g_pad[0][:5, :4], g_ref[0], atol=1e-6)
+    assert np.all(np.asarray(g_pad[0])[5:] == 0)
+    assert np.all(np.isfinite(g_pad[1]))
+
+
+# ------------------------------------------------------------------------------------------
+# Edge cases and errors.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "m"), [(1, 1), (1, 5), (4, 1), (3, 7)])
+def test_shapes_and_degenerate_sizes(rng, n, m):
+    cost, a, b = _problem(rng, n, m, dtype=np.float32)
+    out = sk(cost, a, b, epsilon=0.1)
+    assert out.plan.shape == (n, m) and out.f.shape == (n,) and out.g.shape == (m,)
+    assert out.regularized_cost.shape == () and out.n_iterations.dtype == jnp.int32
+    if n == 1 or m == 1:  # the plan is forced
+        np.testing.assert_allclose(out.plan, np.outer(a, b), rtol=1e-5)
+    grad = jax.grad(lambda c: sk(c, a, b, epsilon=0.1).regularized_cost)(cost)
+    assert np.all(np.isfinite(grad))
+
+
+def test_zero_weights_exact_zero_rows_no_nan(rng):
+    cost, a, b = _problem(rng, 5, 4, dtype=np.float32)
+    a = np.array([0.5, 0.0, 0.3, 0.2, 0.0], np.float32)
+    b = np.array([0.0, 0.6, 0.4, 0.0], np.float32)
+    out = sk(cost, a, b, epsilon=0.1, tau_a=1.0)
+    plan = np.asarray(out.plan)
+    assert np.all(plan[[1, 4]] == 0) and np.all(plan[:, [0, 3]] == 0)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in out[:5])
+    for mode in ({}, {"implicit_diff": False, "max_iterations": 200}):
+        fn = lambda c, a, b, mode=mode: sk(c, a, b, epsilon=0.1, **mode).regularized_cost
+        grads = jax.grad(fn, argnums=(0, 1, 2))(cost, a, b)
+        assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_tiny_epsilon_float32_stays_finite(rng):
+    cost = rng.uniform(0, 1, (20, 15)).astype(np.float32)
+    out = sk(cost, epsilon=1e-3, max_iterations=300)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in out[:7])
+    np.testing.assert_allclose(np.asarray(out.plan).sum(1), 1 / 20, rtol=1e-3)
+    grad = jax.grad(lambda c: sk(c, epsilon=1e-3, max_iterations=300).regularized_cost)(cost)
+    assert np.all(np.isfinite(grad))
+    unb = sk(cost, epsilon=1e-3, tau_a=0.9, tau_b=0.9, max_iterations=300)
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in unb[:7])
+
+
+def test_traced_epsilon_and_tau_do_not_recompile(rng):
+    cost, a, b = _problem(rng, 4, 4, dtype=np.float32)
+    fn = jax.jit(lambda c, e, t: sk(c, a, b, epsilon=e, tau_a=t, tau_b=t).plan)
+    fn(cost, 0.1, 0.9)
+    fn(cost, 0.2, 0.5)
+    assert fn._cache_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cost": np.ones(3)}, "`cost` must be a 2-D"),
+        ({"a": np.ones(2) / 2}, r"`a` must have shape \[n\]"),
+        ({"b": np.ones(5) / 5}, r"`b` must have shape \[m\]"),
+        ({"a": np.array([0.5, 0.7, -0.2])}, "`a` must be non-negative"),
+        ({"b": np.zeros(4)}, "`b` must have at least one positive"),
+        ({"a": np.ones(3)}, r"sum\(a\) = 3.0 and sum\(b\) = 1.0"),
+        ({"epsilon": 0.0}, "`epsilon` must be a finite positive"),
+        ({"epsilon": -1.0}, "`epsilon` must be a finite positive"),
+        ({"tau_a": 1.5}, "`tau_a` must be a scalar in"),
+        ({"tau_b": 0.0}, "`tau_b` must be a scalar in"),
+        ({"threshold": -1.0}, "`threshold` must be"),
+        ({"max_iterations": 0}, "`max_iterations` must be a positive int"),
+        ({"implicit_solver": "lu"}, "`implicit_solver` must be"),
+    ],
+)
+def test_bad_input_raises(kwargs, match):
+    args = {"cost": np.ones((3, 4)), "a": None, "b": None, "epsilon": 0.1, **kwargs}
+    cost, a, b = args.pop("cost"), args.pop("a"), args.pop("b")
+    with pytest.raises(ValueError, match=match):
+        aot.sinkhorn(cost, a, b, **args)
+
+
+def test_unbalanced_accepts_unequal_masses_and_divergence_rejects_tau():
+    out = aot.sinkhorn(np.ones((3, 4)), np.ones(3), None, epsilon=0.1, tau_a=0.9)
+    assert bool(out.converged)
+    with pytest.raises(ValueError, match="balanced"):
+        aot.sinkhorn_divergence(np.ones((3, 2)), np.ones((4, 2)), epsilon=0.1, tau_a=0.5)
+
+
+def test_squared_euclidean_is_the_default_divergence_cost(rng):
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(6, 3))
+    got = div(x, y, epsilon=0.2)
+    want = div(x, y, epsilon=0.2, cost_fn=squared_euclidean)
+    assert float(got) == float(want)
