@@ -2,7 +2,8 @@
 
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
 pairwise costs and kernels (:mod:`alignment.costs`), dynamic time warping, exact and soft
-(:mod:`alignment.dtw`), and entropic optimal transport (:mod:`alignment.ot`).
+(:mod:`alignment.dtw`), entropic optimal transport (:mod:`alignment.ot`) and Wasserstein-2
+distances between Gaussians (:mod:`alignment.gaussian`).
 """
 
 from alignment.costs import (
@@ -25,6 +26,13 @@ from alignment.dtw import (
     soft_dtw_divergence,
     soft_dtw_xy,
 )
+from alignment.gaussian import (
+    gaussian_w2,
+    gaussian_w2_diag,
+    gaussian_w2_diag_pairwise,
+    gaussian_w2_pairwise,
+    gaussian_w2_scale,
+)
 from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence
 
 __version__ = "0.1.0"
@@ -39,6 +47,11 @@ __all__ = [
     "dtw_path",
     "dtw_xy",
     "euclidean",
+    "gaussian_w2",
+    "gaussian_w2_diag",
+    "gaussian_w2_diag_pairwise",
+    "gaussian_w2_pairwise",
+    "gaussian_w2_scale",
     "linear_kernel",
     "polynomial_kernel",
     "rbf_kernel",
