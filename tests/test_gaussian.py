@@ -327,6 +327,21 @@ def test_vmap_equals_loop(name, batched, rng):
     np.testing.assert_allclose(out, loop, rtol=F32_RTOL, atol=F32_RTOL * loop.max())
 
 
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # SciPy's sqrtm in the reference
+@pytest.mark.parametrize("name", ["gaussian_w2_pairwise", "gaussian_w2_diag_pairwise"])
+def test_vmap_of_pairwise_equals_loop(name, rng):
+    """A batch of set pairs; one covariance singular, so the batch takes the eigh fallback."""
+    batches = [_args(name, rng, n=3, m=2) for _ in range(2)]
+    if name == "gaussian_w2_pairwise":
+        batches[1][1][0] = np.diag([0.0, 1.0, 2.0]).astype(np.float32)
+    stacked = [np.stack(a) for a in zip(*batches, strict=True)]
+    out = np.asarray(jax.jit(jax.vmap(PUBLIC[name]))(*stacked))
+    loop = np.stack([JITTED[name](*args) for args in batches])
+    assert out.shape == (2, 3, 2)
+    np.testing.assert_allclose(out, loop, rtol=F32_RTOL, atol=F32_RTOL * loop.max())
+    _assert_f32_close(out[1], _reference(name, batches[1]))
+
+
 def test_vmap_with_one_unbatched_gaussian(rng):
     """A VAE's prior N(0, I) against a batch of posteriors: in_axes=None for the prior."""
     n, d = 4, 3
