@@ -2,10 +2,12 @@
 
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
 pairwise costs and kernels (:mod:`alignment.costs`), dynamic time warping, exact and soft
-(:mod:`alignment.dtw`), entropic optimal transport (:mod:`alignment.ot`) and Wasserstein-2
-distances between Gaussians (:mod:`alignment.gaussian`).
+(:mod:`alignment.dtw`), exact linear assignment (:mod:`alignment.assignment`), entropic optimal
+transport (:mod:`alignment.ot`) and Wasserstein-2 distances between Gaussians
+(:mod:`alignment.gaussian`).
 """
 
+from alignment.assignment import AssignmentOutput, hungarian, linear_assignment
 from alignment.costs import (
     absolute_difference,
     cosine_distance,
@@ -38,6 +40,7 @@ from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssignmentOutput",
     "SinkhornOutput",
     "absolute_difference",
     "alignment_to_path",
@@ -52,6 +55,8 @@ __all__ = [
     "gaussian_w2_diag_pairwise",
     "gaussian_w2_pairwise",
     "gaussian_w2_scale",
+    "hungarian",
+    "linear_assignment",
     "linear_kernel",
     "polynomial_kernel",
     "rbf_kernel",

@@ -5,6 +5,9 @@ from __future__ import annotations
 import alignment
 
 EXPECTED = {
+    "AssignmentOutput",
+    "hungarian",
+    "linear_assignment",
     "SinkhornOutput",
     "sinkhorn",
     "sinkhorn_divergence",
