@@ -24,14 +24,26 @@ def test_readme_commands_are_exactly_what_ci_runs():
         assert command in ci_lines
 
 
-def test_readme_python_example_runs():
-    (code,) = _blocks("python")
+def _run(code: str) -> dict:
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    al = namespace["al"]
-    assert al.alignment_to_path(namespace["path"]).tolist() == [
+    return namespace
+
+
+def test_readme_python_examples_run():
+    """Every ```python block runs; the DTW and assignment ones are checked."""
+    blocks = _blocks("python")
+    namespaces = [_run(code) for code in blocks]
+    by_code = list(zip(blocks, namespaces, strict=True))
+    (dtw,) = [ns for code, ns in by_code if "alignment_to_path" in code]
+    al = dtw["al"]
+    assert al.alignment_to_path(dtw["path"]).tolist() == [
         [0, 0], [1, 0], [2, 1], [3, 1], [4, 2], [4, 3], [5, 4], [5, 5]
     ]  # fmt: skip
-    assert float(namespace["value"]) == 0.0
-    assert np.isfinite(float(namespace["loss"]))
-    assert namespace["grad_x"].shape == (50, 1)
+    assert float(dtw["value"]) == 0.0
+    assert np.isfinite(float(dtw["loss"]))
+    assert dtw["grad_x"].shape == (50, 1)
+    (lap,) = [ns for code, ns in by_code if "hungarian(" in code]
+    assert lap["cols"].tolist() == [2, 1, 0]
+    assert float(lap["out"].cost) == 107.0
+    assert lap["batch"][1].shape == (2, 3)
