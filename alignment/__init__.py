@@ -3,11 +3,21 @@
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
 pairwise costs and kernels (:mod:`alignment.costs`), dynamic time warping, exact and soft
 (:mod:`alignment.dtw`), exact linear assignment (:mod:`alignment.assignment`), entropic optimal
-transport (:mod:`alignment.ot`) and Wasserstein-2 distances between Gaussians
-(:mod:`alignment.gaussian`).
+transport (:mod:`alignment.ot`), Wasserstein-2 distances between Gaussians
+(:mod:`alignment.gaussian`), attention as alignment (:mod:`alignment.attention`), temporal
+cycle-consistency (:mod:`alignment.tcc`) and CTC forced alignment (:mod:`alignment.ctc`).
 """
 
 from alignment.assignment import AssignmentOutput, hungarian, linear_assignment
+from alignment.attention import (
+    AttentionOutput,
+    HardAttentionOutput,
+    additive_attention,
+    dot_product_attention,
+    doubly_stochastic_penalty,
+    hard_attention,
+    masked_softmax,
+)
 from alignment.costs import (
     absolute_difference,
     cosine_distance,
@@ -18,6 +28,7 @@ from alignment.costs import (
     rbf_kernel,
     squared_euclidean,
 )
+from alignment.ctc import ForcedAlignment, ctc_forced_alignment
 from alignment.dtw import (
     alignment_to_path,
     dtw,
@@ -36,16 +47,35 @@ from alignment.gaussian import (
     gaussian_w2_scale,
 )
 from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence
+from alignment.tcc import (
+    CycleBackOutput,
+    cycle_back,
+    cycle_consistency_accuracy,
+    kendalls_tau,
+    soft_nearest_neighbor,
+    tcc_batch_loss,
+    tcc_loss,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AssignmentOutput",
+    "AttentionOutput",
+    "CycleBackOutput",
+    "ForcedAlignment",
+    "HardAttentionOutput",
     "SinkhornOutput",
     "absolute_difference",
+    "additive_attention",
     "alignment_to_path",
     "cosine_distance",
     "cosine_similarity",
+    "ctc_forced_alignment",
+    "cycle_back",
+    "cycle_consistency_accuracy",
+    "dot_product_attention",
+    "doubly_stochastic_penalty",
     "dtw",
     "dtw_path",
     "dtw_xy",
@@ -55,9 +85,12 @@ __all__ = [
     "gaussian_w2_diag_pairwise",
     "gaussian_w2_pairwise",
     "gaussian_w2_scale",
+    "hard_attention",
     "hungarian",
+    "kendalls_tau",
     "linear_assignment",
     "linear_kernel",
+    "masked_softmax",
     "polynomial_kernel",
     "rbf_kernel",
     "sinkhorn",
@@ -66,5 +99,8 @@ __all__ = [
     "soft_dtw_alignment",
     "soft_dtw_divergence",
     "soft_dtw_xy",
+    "soft_nearest_neighbor",
     "squared_euclidean",
+    "tcc_batch_loss",
+    "tcc_loss",
 ]

@@ -5,6 +5,22 @@ from __future__ import annotations
 import alignment
 
 EXPECTED = {
+    "AttentionOutput",
+    "HardAttentionOutput",
+    "additive_attention",
+    "dot_product_attention",
+    "doubly_stochastic_penalty",
+    "hard_attention",
+    "masked_softmax",
+    "CycleBackOutput",
+    "cycle_back",
+    "cycle_consistency_accuracy",
+    "kendalls_tau",
+    "soft_nearest_neighbor",
+    "tcc_batch_loss",
+    "tcc_loss",
+    "ForcedAlignment",
+    "ctc_forced_alignment",
     "AssignmentOutput",
     "hungarian",
     "linear_assignment",
