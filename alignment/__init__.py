@@ -1,11 +1,13 @@
 """alignment: multimodal alignment in JAX.
 
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
-pairwise costs and kernels (:mod:`alignment.costs`), dynamic time warping, exact and soft
-(:mod:`alignment.dtw`), exact linear assignment (:mod:`alignment.assignment`), entropic optimal
-transport (:mod:`alignment.ot`), Wasserstein-2 distances between Gaussians
-(:mod:`alignment.gaussian`), attention as alignment (:mod:`alignment.attention`), temporal
-cycle-consistency (:mod:`alignment.tcc`) and CTC forced alignment (:mod:`alignment.ctc`).
+pairwise costs and kernels (:mod:`alignment.costs`); dynamic time warping, exact and soft
+(:mod:`alignment.dtw`); exact linear assignment (:mod:`alignment.assignment`); entropic optimal
+transport (:mod:`alignment.ot`); Wasserstein-2 distances between Gaussians
+(:mod:`alignment.gaussian`); CCA and Deep CCA (:mod:`alignment.coordination`); contrastive losses
+(:mod:`alignment.contrastive`); canonical time warping (:mod:`alignment.temporal`); attention as
+alignment (:mod:`alignment.attention`); temporal cycle-consistency (:mod:`alignment.tcc`) and
+CTC forced alignment (:mod:`alignment.ctc`).
 """
 
 from alignment.assignment import AssignmentOutput, hungarian, linear_assignment
@@ -18,6 +20,18 @@ from alignment.attention import (
     hard_attention,
     masked_softmax,
 )
+from alignment.contrastive import (
+    chunked_siglip_loss,
+    clip_loss,
+    infonce_loss,
+    infonce_mi_lower_bound,
+    sharded_clip_loss,
+    sharded_infonce_loss,
+    sharded_siglip_loss,
+    siglip_loss,
+    vse_loss,
+)
+from alignment.coordination import CCAOutput, cca, cca_transform, dcca_loss, dcca_squared_loss
 from alignment.costs import (
     absolute_difference,
     cosine_distance,
@@ -56,24 +70,35 @@ from alignment.tcc import (
     tcc_batch_loss,
     tcc_loss,
 )
+from alignment.temporal import CTWOutput, SoftCTWOutput, ctw, soft_ctw
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AssignmentOutput",
     "AttentionOutput",
+    "CCAOutput",
+    "CTWOutput",
     "CycleBackOutput",
     "ForcedAlignment",
     "HardAttentionOutput",
     "SinkhornOutput",
+    "SoftCTWOutput",
     "absolute_difference",
     "additive_attention",
     "alignment_to_path",
+    "cca",
+    "cca_transform",
+    "chunked_siglip_loss",
+    "clip_loss",
     "cosine_distance",
     "cosine_similarity",
     "ctc_forced_alignment",
+    "ctw",
     "cycle_back",
     "cycle_consistency_accuracy",
+    "dcca_loss",
+    "dcca_squared_loss",
     "dot_product_attention",
     "doubly_stochastic_penalty",
     "dtw",
@@ -87,14 +112,21 @@ __all__ = [
     "gaussian_w2_scale",
     "hard_attention",
     "hungarian",
+    "infonce_loss",
+    "infonce_mi_lower_bound",
     "kendalls_tau",
     "linear_assignment",
     "linear_kernel",
     "masked_softmax",
     "polynomial_kernel",
     "rbf_kernel",
+    "sharded_clip_loss",
+    "sharded_infonce_loss",
+    "sharded_siglip_loss",
+    "siglip_loss",
     "sinkhorn",
     "sinkhorn_divergence",
+    "soft_ctw",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_divergence",
@@ -103,4 +135,5 @@ __all__ = [
     "squared_euclidean",
     "tcc_batch_loss",
     "tcc_loss",
+    "vse_loss",
 ]

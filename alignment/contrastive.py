@@ -1,0 +1,708 @@
+"""Contrastive losses between two embedding spaces: hinge (VSE), InfoNCE / CLIP, sigmoid (SigLIP).
+
+Every loss takes a batch of paired embeddings ``za: [b, k]`` and ``zb: [b, k]`` (row ``i`` of
+``za`` goes with row ``i`` of ``zb``) and scores pairs by the dot product ``za @ zb.T``. None of
+them normalises: pass L2-normalised embeddings for cosine similarities, as CLIP, SigLIP and VSE++
+do (``z / jnp.linalg.norm(z, axis=-1, keepdims=True)``), or use unnormalised ones on purpose.
+
+* :func:`vse_loss`: the hinge (triplet) loss of visual-semantic embeddings, both directions,
+  summed over negatives (Kiros et al. 2014) or on the hardest negative only (VSE++, Faghri et
+  al. 2018).
+* :func:`infonce_loss` (one direction) and :func:`clip_loss` (symmetric, the mean of both
+  directions) with a learnable temperature, and :func:`infonce_mi_lower_bound`, the mutual
+  information lower bound ``log b - infonce_loss``.
+* :func:`siglip_loss`: the pairwise sigmoid loss with learnable temperature and bias, and
+  :func:`chunked_siglip_loss`, the same value and gradient with ``O(b * chunk_size)`` memory.
+* :func:`sharded_infonce_loss`, :func:`sharded_clip_loss`, :func:`sharded_siglip_loss`: the same
+  losses on a batch split across devices, to call inside ``jax.shard_map`` (or ``pmap``) with the
+  name of the batch axis; every device sees the negatives of the whole global batch and the value
+  and gradient are those of the single-device loss on the global batch.
+
+Learnable parameters are plain arguments (the losses are pure): keep them in your parameter tree
+and initialise them with the constants below.
+
+* CLIP (Radford et al. 2021): ``logit_scale`` is the log of the inverse temperature, initialised
+  at :data:`CLIP_LOGIT_SCALE_INIT` ``= log(1 / 0.07)``; the scale ``exp(logit_scale)`` is
+  clamped at :data:`CLIP_MAX_SCALE` ``= 100`` in the loss (``jnp.minimum``: zero gradient in
+  ``logit_scale`` beyond the clamp). CLIP and open_clip also clamp the parameter itself after each
+  optimiser step (open_clip: ``logit_scale.clamp_(0, log(100))``); do the same with
+  ``jnp.clip(logit_scale, 0.0, jnp.log(CLIP_MAX_SCALE))`` so that it cannot drift above the clamp
+  where its gradient is zero. For a fixed temperature ``tau`` pass ``logit_scale = log(1 / tau)``.
+* SigLIP (Zhai et al. 2023): logits ``exp(logit_scale) * za @ zb.T + logit_bias`` with
+  :data:`SIGLIP_LOGIT_SCALE_INIT` ``= log 10`` and :data:`SIGLIP_LOGIT_BIAS_INIT` ``= -10``
+  (no clamp). The bias init makes the initial predicted probability of a pair ``sigmoid(-10)``
+  about ``4.5e-5``, the prior ``1 / b`` of a positive for ``b`` about 22,000 (``-log(b - 1)``).
+  For small batches the prior is far from that (``b = 32``: ``-log 31 = -3.4``); ``-10`` still
+  trains (the paper uses it down to small batches) but starts with a loss dominated by the
+  positives; ``logit_bias = -log(b - 1)`` starts at the prior.
+
+More than one positive per anchor: pass ``mask: [b, b]`` (boolean, ``mask[i, j]`` true when
+``zb[j]`` is a positive for ``za[i]``; default the identity), or, for the sharded and chunked
+forms, integer ``ids: [b]`` (pairs with equal ids are positives; default each row its own id).
+The hinge and InfoNCE losses average over each anchor's positives (for InfoNCE the
+``L_out`` form of Khosla et al. 2020: ``-mean_p log softmax_p``); anchors without a positive are
+left out of the mean over anchors (a loss of 0 if none has one). The b-to-a direction uses
+``mask.T``.
+
+Reduction: every loss is a mean over anchors (SigLIP: the sum over all ``b^2`` pairs divided by
+``b``, as in the paper and big_vision). VSE++'s published code sums over the batch instead:
+multiply :func:`vse_loss` by ``b`` to compare.
+
+inf/NaN policy: embeddings must be finite; NaN propagates. Concrete bad input (shapes,
+negative margin, non-positive ``max_scale`` or ``chunk_size``, a mask without any positive)
+raises ``ValueError``; under ``jit`` the value checks are skipped.
+
+References: Kiros, Salakhutdinov & Zemel, "Unifying Visual-Semantic Embeddings with Multimodal
+Neural Language Models" (2014); Faghri et al., "VSE++: Improving Visual-Semantic Embeddings
+with Hard Negatives", BMVC 2018; van den Oord, Li & Vinyals, "Representation Learning with
+Contrastive Predictive Coding" (2018); Poole et al., "On Variational Bounds of Mutual
+Information", ICML 2019; Radford et al., "Learning Transferable Visual Models From Natural
+Language Supervision", ICML 2021; Zhai et al., "Sigmoid Loss for Language Image Pre-Training",
+ICCV 2023; Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alignment._checks import as_float_array, check_positive, is_concrete
+
+__all__ = [
+    "CLIP_LOGIT_SCALE_INIT",
+    "CLIP_MAX_SCALE",
+    "SIGLIP_LOGIT_BIAS_INIT",
+    "SIGLIP_LOGIT_SCALE_INIT",
+    "VSE_MARGIN",
+    "chunked_siglip_loss",
+    "clip_loss",
+    "infonce_loss",
+    "infonce_mi_lower_bound",
+    "sharded_clip_loss",
+    "sharded_infonce_loss",
+    "sharded_siglip_loss",
+    "siglip_loss",
+    "vse_loss",
+]
+
+CLIP_LOGIT_SCALE_INIT: float = math.log(1.0 / 0.07)
+"""Initial ``logit_scale`` of CLIP: ``log(1 / 0.07)``, a temperature of 0.07 (about 2.659)."""
+
+CLIP_MAX_SCALE: float = 100.0
+"""CLIP's clamp on the logit scale ``exp(logit_scale)``: logits are never scaled by more."""
+
+SIGLIP_LOGIT_SCALE_INIT: float = math.log(10.0)
+"""Initial ``logit_scale`` of SigLIP: ``log 10`` (a scale of 10)."""
+
+SIGLIP_LOGIT_BIAS_INIT: float = -10.0
+"""Initial ``logit_bias`` of SigLIP: ``-10`` (the prior log-odds of a positive for large b)."""
+
+VSE_MARGIN: float = 0.2
+"""Margin of VSE++ (Faghri et al. 2018)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Validation.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_pair(za, zb, names=("za", "zb")) -> tuple[jax.Array, jax.Array]:
+    za = as_float_array(za, names[0])
+    zb = as_float_array(zb, names[1])
+    for name, z in zip(names, (za, zb), strict=True):
+        if z.ndim != 2:
+            raise ValueError(
+                f"`{name}` must be a 2-D array [b, k] (a batch of embeddings), got shape {z.shape}."
+            )
+    if za.shape != zb.shape:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must have the same shape [b, k] (row i of one is "
+            f"paired with row i of the other), got {za.shape} and {zb.shape}."
+        )
+    if za.shape[0] == 0:
+        raise ValueError(f"the batch is empty: `{names[0]}` has shape {za.shape}.")
+    dtype = jnp.result_type(za, zb)
+    return za.astype(dtype), zb.astype(dtype)
+
+
+def _check_scalar(value, name: str, dtype) -> jax.Array:
+    if is_concrete(value) and np.ndim(value) != 0:
+        raise ValueError(f"`{name}` must be a scalar, got an array of shape {np.shape(value)}.")
+    return jnp.asarray(value, dtype)
+
+
+def _check_mask(mask, b: int) -> jax.Array:
+    """The ``[b, b]`` positive mask as booleans (identity when ``None``)."""
+    if mask is None:
+        return jnp.eye(b, dtype=bool)
+    mask = jnp.asarray(mask)
+    if mask.shape != (b, b):
+        raise ValueError(
+            f"`mask` must have shape [b, b] = {(b, b)} (mask[i, j] true when zb[j] is a "
+            f"positive for za[i]), got shape {mask.shape}."
+        )
+    mask = mask.astype(bool)
+    if is_concrete(mask) and not bool(np.any(np.asarray(mask))):
+        raise ValueError("`mask` has no positive pair: every anchor needs at least one.")
+    return mask
+
+
+def _check_ids(ids, b: int, name: str = "ids") -> jax.Array | None:
+    if ids is None:
+        return None
+    ids = jnp.asarray(ids)
+    if ids.shape != (b,) or not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise ValueError(
+            f"`{name}` must be an integer array of shape [b] = ({b},) (pairs with equal ids are "
+            f"positives), got shape {ids.shape} and dtype {ids.dtype}."
+        )
+    return ids
+
+
+def _clip_scale(logit_scale, max_scale, dtype) -> jax.Array:
+    logit_scale = _check_scalar(logit_scale, "logit_scale", dtype)
+    scale = jnp.exp(logit_scale)
+    if max_scale is not None:
+        check_positive(max_scale, "max_scale")
+        scale = jnp.minimum(scale, jnp.asarray(max_scale, dtype))
+    return scale
+
+
+# --------------------------------------------------------------------------------------------
+# Per-anchor terms, shared by the dense, sharded and chunked forms.
+# --------------------------------------------------------------------------------------------
+
+
+def _masked_mean(values: jax.Array, weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sum of ``values`` over anchors with ``weights`` (1 if the anchor counts) and the count."""
+    return jnp.sum(jnp.where(weights > 0, values, 0.0)), jnp.sum(weights)
+
+
+def _infonce_rows(logits: jax.Array, pos: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sum over anchors (rows) of ``-mean_{p in pos} log softmax(row)_p``, and the anchor count."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    n_pos = jnp.sum(pos, axis=-1)
+    has = (n_pos > 0).astype(logits.dtype)
+    per_row = -jnp.sum(jnp.where(pos, logp, 0.0), axis=-1) / jnp.maximum(n_pos, 1)
+    return _masked_mean(per_row, has)
+
+
+def _siglip_sum(logits: jax.Array, pos: jax.Array) -> jax.Array:
+    """``-sum log sigmoid(z * logits)`` with ``z = +1`` on positives and ``-1`` elsewhere."""
+    return -jnp.sum(jax.nn.log_sigmoid(jnp.where(pos, logits, -logits)))
+
+
+def _hinge_rows(sim: jax.Array, pos: jax.Array, margin, hardest: bool, identity: bool):
+    """Sum over anchors (rows) of the mean over positives of the hinge against the negatives."""
+    neg = ~pos
+    if identity:  # one positive per row, on the diagonal: an O(b^2) form
+        d = jnp.diagonal(sim)[:, None]
+        viol = jnp.where(neg, jax.nn.relu(margin - d + sim), 0.0)
+        per_row = jnp.max(viol, axis=-1) if hardest else jnp.sum(viol, axis=-1)
+        return jnp.sum(per_row), jnp.asarray(sim.shape[0], sim.dtype)
+    n_pos = jnp.sum(pos, axis=-1)
+    has = (n_pos > 0).astype(sim.dtype)
+    if hardest:
+        # relu is monotone: the hardest negative maximises the violation for every positive.
+        low = jnp.finfo(sim.dtype).min
+        h = jnp.max(jnp.where(neg, sim, low), axis=-1, keepdims=True)
+        any_neg = jnp.any(neg, axis=-1, keepdims=True)
+        viol = jnp.where(pos & any_neg, jax.nn.relu(margin - sim + h), 0.0)  # [b, b(positive)]
+    else:
+        # [b, positive p, negative n]
+        v = jax.nn.relu(margin - sim[:, :, None] + sim[:, None, :])
+        viol = jnp.sum(jnp.where(pos[:, :, None] & neg[:, None, :], v, 0.0), axis=-1)
+        viol = jnp.where(pos, viol, 0.0)
+    per_row = jnp.sum(viol, axis=-1) / jnp.maximum(n_pos, 1)
+    return _masked_mean(per_row, has)
+
+
+def _mean(total: jax.Array, count: jax.Array) -> jax.Array:
+    return total / jnp.maximum(count, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Dense losses.
+# --------------------------------------------------------------------------------------------
+
+
+def vse_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    margin: jax.typing.ArrayLike = VSE_MARGIN,
+    hardest: bool = False,
+    mask: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Hinge (visual-semantic embedding) loss in both directions, VSE / VSE++.
+
+    With ``s = za @ zb.T`` and one positive per anchor (the diagonal),
+
+        ``(1/b) sum_i sum_{j != i} ([margin - s_ii + s_ij]_+ + [margin - s_ii + s_ji]_+)``
+
+    (the a-to-b direction ranks the ``zb`` of each ``za``, the b-to-a direction the ``za`` of each
+    ``zb``). ``hardest=True`` keeps only the largest violation of each anchor (VSE++'s
+    ``max_violation``). With a ``mask`` each anchor's hinge is averaged over its positives, the
+    negatives being the pairs outside the mask (``O(b^3)`` memory for the sum over negatives; the
+    default identity mask and ``hardest=True`` need ``O(b^2)``).
+
+    Args:
+      za: Array of shape ``[b, k]`` (L2-normalise it for cosine similarities).
+      zb: Array of shape ``[b, k]``, row-paired with ``za``.
+      margin: Margin ``>= 0`` (VSE++: :data:`VSE_MARGIN` = 0.2).
+      hardest: Static bool: hardest negative only (VSE++) instead of the sum over negatives.
+      mask: Optional boolean ``[b, b]``, ``mask[i, j]`` true when ``zb[j]`` is a positive for
+        ``za[i]``; the identity by default.
+
+    Returns:
+      Scalar, the mean over anchors of the two directions' hinge terms (VSE++'s code returns the
+      sum over the batch: ``b`` times this).
+
+    Raises:
+      ValueError: shapes differ or are not ``[b, k]``, a concrete negative ``margin``, or a
+        ``mask`` of the wrong shape or without a positive.
+
+    References:
+      Faghri, Fleet, Kiros & Fidler, "VSE++: Improving Visual-Semantic Embeddings with Hard
+      Negatives", BMVC 2018.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(3)  # each pair identical, orthogonal to the others
+      >>> float(vse_loss(z, z, margin=0.2)), float(vse_loss(z, z, margin=1.5, hardest=True))
+      (0.0, 1.0)
+    """
+    za, zb = _check_pair(za, zb)
+    b = za.shape[0]
+    if is_concrete(margin) and float(np.asarray(margin)) < 0:
+        raise ValueError(f"`margin` must be >= 0, got {float(np.asarray(margin))!r}.")
+    margin = _check_scalar(margin, "margin", za.dtype)
+    identity = mask is None
+    pos = _check_mask(mask, b)
+    sim = za @ zb.T
+    a_sum, a_n = _hinge_rows(sim, pos, margin, hardest, identity)
+    b_sum, b_n = _hinge_rows(sim.T, pos.T, margin, hardest, identity)
+    return _mean(a_sum, a_n) + _mean(b_sum, b_n)
+
+
+def infonce_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
+    max_scale: float | None = CLIP_MAX_SCALE,
+    mask: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """InfoNCE, one direction: classify each ``za[i]``'s partner among all the ``zb``.
+
+    ``-(1/b) sum_i log softmax_j(c * za_i . zb_j)_i`` with ``c = min(exp(logit_scale),
+    max_scale)``; with a ``mask``, ``-mean_{p positive} log softmax_p`` per anchor (the
+    denominator runs over every ``zb``, positives included).
+
+    Args:
+      za: Array of shape ``[b, k]``, the anchors.
+      zb: Array of shape ``[b, k]``, the candidates, row-paired with ``za``.
+      logit_scale: Log of the inverse temperature (learnable; CLIP initialises it at
+        :data:`CLIP_LOGIT_SCALE_INIT`).
+      max_scale: Clamp on ``exp(logit_scale)`` (:data:`CLIP_MAX_SCALE` = 100), or ``None``.
+      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+
+    Returns:
+      Scalar ``>= 0`` (``log b`` for uninformative embeddings).
+
+    Raises:
+      ValueError: bad shapes, a non-scalar ``logit_scale``, a concrete ``max_scale <= 0``, or a
+        bad ``mask``.
+
+    References:
+      van den Oord, Li & Vinyals, "Representation Learning with Contrastive Predictive Coding",
+      2018.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> round(float(infonce_loss(jnp.zeros((4, 2)), jnp.zeros((4, 2)))), 4)  # log 4
+      1.3863
+    """
+    za, zb = _check_pair(za, zb)
+    scale = _clip_scale(logit_scale, max_scale, za.dtype)
+    pos = _check_mask(mask, za.shape[0])
+    return _mean(*_infonce_rows(scale * (za @ zb.T), pos))
+
+
+def clip_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
+    max_scale: float | None = CLIP_MAX_SCALE,
+    mask: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Symmetric InfoNCE of CLIP: the mean of the a-to-b and b-to-a cross-entropies.
+
+    ``(infonce_loss(za, zb, mask) + infonce_loss(zb, za, mask.T)) / 2`` from one ``[b, b]``
+    logit matrix ``c * za @ zb.T``, ``c = min(exp(logit_scale), max_scale)``.
+
+    Args:
+      za: Array of shape ``[b, k]`` (e.g. normalised image embeddings).
+      zb: Array of shape ``[b, k]`` (e.g. normalised text embeddings), row-paired with ``za``.
+      logit_scale: Log of the inverse temperature; initialise at :data:`CLIP_LOGIT_SCALE_INIT`.
+      max_scale: Clamp on ``exp(logit_scale)`` (:data:`CLIP_MAX_SCALE` = 100), or ``None``.
+      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+
+    Returns:
+      Scalar ``>= 0``.
+
+    Raises:
+      ValueError: as :func:`infonce_loss`.
+
+    References:
+      Radford et al., "Learning Transferable Visual Models From Natural Language Supervision",
+      ICML 2021.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> z = jax.random.normal(jax.random.key(0), (8, 16))
+      >>> z = z / jnp.linalg.norm(z, axis=1, keepdims=True)
+      >>> loss, g = jax.value_and_grad(clip_loss, argnums=(0, 1))(z, z, logit_scale=jnp.log(100.0))
+      >>> bool(loss < 0.01), g[0].shape
+      (True, (8, 16))
+    """
+    za, zb = _check_pair(za, zb)
+    scale = _clip_scale(logit_scale, max_scale, za.dtype)
+    pos = _check_mask(mask, za.shape[0])
+    logits = scale * (za @ zb.T)
+    return 0.5 * (_mean(*_infonce_rows(logits, pos)) + _mean(*_infonce_rows(logits.T, pos.T)))
+
+
+def infonce_mi_lower_bound(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    logit_scale: jax.typing.ArrayLike = 0.0,
+    max_scale: float | None = None,
+) -> jax.Array:
+    """The InfoNCE lower bound on mutual information: ``log b - infonce_loss(za, zb)``.
+
+    For ``b`` pairs drawn from the joint distribution of two variables ``A`` and ``B``, and any
+    critic ``f(a, b)``, here ``c * za . zb`` with ``za``, ``zb`` functions of ``a`` and ``b``,
+    ``E[log b - L_InfoNCE] <= I(A; B)`` (van den Oord et al. 2018; Poole et al. 2019). The bound
+    is tight only for the optimal critic (the log density ratio, up to terms in ``a`` alone) and
+    when ``I(A; B) << log b``: it can never exceed ``log b``, so large mutual information needs
+    large batches. One batch gives a noisy, downward-biased estimate: average over batches.
+
+    Args:
+      za: Array of shape ``[b, k]``, features of ``b`` samples of ``A``.
+      zb: Array of shape ``[b, k]``, features of the paired samples of ``B``.
+      logit_scale: Log of the critic's scale ``c`` (0: the plain dot product).
+      max_scale: Optional clamp on ``exp(logit_scale)``.
+
+    Returns:
+      Scalar in nats, at most ``log b``.
+
+    Raises:
+      ValueError: as :func:`infonce_loss`.
+
+    References:
+      Poole, Ozair, van den Oord, Alemi & Tucker, "On Variational Bounds of Mutual
+      Information", ICML 2019.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = 10.0 * jnp.eye(4)  # perfectly identifiable pairs: the bound reaches log 4
+      >>> round(float(infonce_mi_lower_bound(z, z)), 4)
+      1.3863
+    """
+    za, zb = _check_pair(za, zb)
+    loss = infonce_loss(za, zb, logit_scale=logit_scale, max_scale=max_scale)
+    return jnp.log(jnp.asarray(za.shape[0], za.dtype)) - loss
+
+
+def siglip_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    logit_scale: jax.typing.ArrayLike = SIGLIP_LOGIT_SCALE_INIT,
+    logit_bias: jax.typing.ArrayLike = SIGLIP_LOGIT_BIAS_INIT,
+    mask: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """Pairwise sigmoid loss of SigLIP: every pair is an independent binary classification.
+
+    ``-(1/b) sum_{i, j} log sigmoid(z_ij (exp(logit_scale) za_i . zb_j + logit_bias))`` with
+    ``z_ij = +1`` for positive pairs (the diagonal, or ``mask``) and ``-1`` otherwise.
+
+    Args:
+      za: Array of shape ``[b, k]``.
+      zb: Array of shape ``[b, k]``, row-paired with ``za``.
+      logit_scale: Log of the scale (learnable; init :data:`SIGLIP_LOGIT_SCALE_INIT` = log 10).
+      logit_bias: The bias (learnable; init :data:`SIGLIP_LOGIT_BIAS_INIT` = -10; see the
+        module docstring for small batches).
+      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+
+    Returns:
+      Scalar ``>= 0``.
+
+    Raises:
+      ValueError: bad shapes, non-scalar parameters, or a bad ``mask``.
+
+    References:
+      Zhai, Mustafa, Kolesnikov & Beyer, "Sigmoid Loss for Language Image Pre-Training",
+      ICCV 2023.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> z = jnp.eye(2)
+      >>> loss = siglip_loss(z, z, logit_scale=0.0, logit_bias=0.0)
+      >>> round(float(loss), 4)  # (2 softplus(-1) + 2 log 2) / 2
+      1.0064
+    """
+    za, zb = _check_pair(za, zb)
+    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
+    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
+    pos = _check_mask(mask, za.shape[0])
+    return _siglip_sum(scale * (za @ zb.T) + bias, pos) / za.shape[0]
+
+
+def chunked_siglip_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    chunk_size: int,
+    logit_scale: jax.typing.ArrayLike = SIGLIP_LOGIT_SCALE_INIT,
+    logit_bias: jax.typing.ArrayLike = SIGLIP_LOGIT_BIAS_INIT,
+    ids: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """:func:`siglip_loss` without the ``[b, b]`` logits: ``O(b * chunk_size)`` memory.
+
+    A ``lax.scan`` over blocks of ``chunk_size`` columns (rows of ``zb``, padded up to a multiple
+    of ``chunk_size`` and masked out), each block's logits recomputed in the backward pass
+    (``jax.checkpoint``), so neither the value nor the gradient stores a ``[b, b]`` array. The
+    value and gradient equal :func:`siglip_loss` up to the order of float summation.
+
+    Args:
+      za: Array of shape ``[b, k]``.
+      zb: Array of shape ``[b, k]``, row-paired with ``za``.
+      chunk_size: Static positive int, the number of ``zb`` rows per block.
+      logit_scale: As in :func:`siglip_loss`.
+      logit_bias: As in :func:`siglip_loss`.
+      ids: Optional integer ``[b]``: pairs ``(i, j)`` with ``ids[i] == ids[j]`` are positives
+        (default: the diagonal only).
+
+    Returns:
+      Scalar, equal to ``siglip_loss(za, zb, mask=ids[:, None] == ids[None, :])``.
+
+    Raises:
+      ValueError: as :func:`siglip_loss`, a non-positive ``chunk_size``, or bad ``ids``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> za, zb = jax.random.normal(jax.random.key(0), (2, 10, 4))
+      >>> bool(jnp.allclose(chunked_siglip_loss(za, zb, chunk_size=3), siglip_loss(za, zb)))
+      True
+    """
+    za, zb = _check_pair(za, zb)
+    b, k = za.shape
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
+        raise ValueError(f"`chunk_size` must be a positive int (static), got {chunk_size!r}.")
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}.")
+    chunk_size = min(int(chunk_size), b)
+    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
+    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
+    ids = _check_ids(ids, b)
+    row_ids = jnp.arange(b) if ids is None else ids
+    n_chunks = -(-b // chunk_size)
+    pad = n_chunks * chunk_size - b
+    zb_p = jnp.pad(zb, ((0, pad), (0, 0))).reshape(n_chunks, chunk_size, k)
+    col_ids = jnp.pad(row_ids, (0, pad)).reshape(n_chunks, chunk_size)
+    valid = (jnp.arange(n_chunks * chunk_size) < b).reshape(n_chunks, chunk_size)
+
+    @jax.checkpoint
+    def block(za, scale, bias, zb_c, ids_c, valid_c):
+        logits = scale * (za @ zb_c.T) + bias
+        pos = row_ids[:, None] == ids_c[None, :]
+        terms = -jax.nn.log_sigmoid(jnp.where(pos, logits, -logits))
+        return jnp.sum(jnp.where(valid_c[None, :], terms, 0.0))
+
+    def step(total, xs):
+        return total + block(za, scale, bias, *xs), None
+
+    total, _ = jax.lax.scan(step, jnp.zeros((), za.dtype), (zb_p, col_ids, valid))
+    return total / b
+
+
+# --------------------------------------------------------------------------------------------
+# Sharded losses: inside shard_map, with the batch split over the named axis.
+# --------------------------------------------------------------------------------------------
+
+
+def _gather(z: jax.Array, axis_name) -> jax.Array:
+    return jax.lax.all_gather(z, axis_name, axis=0, tiled=True)
+
+
+def _local_positives(b_local: int, axis_name, ids, ids_all, total: int) -> jax.Array:
+    """``[b_local, B]`` positives of this device's rows against the global batch."""
+    if ids is None:
+        rows = jax.lax.axis_index(axis_name) * b_local + jnp.arange(b_local)
+        return rows[:, None] == jnp.arange(total)[None, :]
+    return ids[:, None] == ids_all[None, :]
+
+
+def _sharded_setup(za, zb, axis_name, ids):
+    za, zb = _check_pair(za, zb)
+    ids = _check_ids(ids, za.shape[0])
+    za_all, zb_all = _gather(za, axis_name), _gather(zb, axis_name)
+    ids_all = None if ids is None else _gather(ids, axis_name)
+    pos = _local_positives(za.shape[0], axis_name, ids, ids_all, za_all.shape[0])
+    return za, zb, za_all, zb_all, pos
+
+
+def _global_mean(total: jax.Array, count: jax.Array, axis_name) -> jax.Array:
+    return _mean(jax.lax.psum(total, axis_name), jax.lax.psum(count, axis_name))
+
+
+def sharded_infonce_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    axis_name,
+    logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
+    max_scale: float | None = CLIP_MAX_SCALE,
+    ids: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """:func:`infonce_loss` of the global batch, from this device's shard (inside ``shard_map``).
+
+    Each device gathers ``zb`` over ``axis_name`` (``all_gather``, differentiable), computes the
+    terms of its own anchors against all ``B`` candidates (a ``[b_local, B]`` block: the "local
+    loss"), and the sums are ``psum``-ed: every device returns the same global loss. Autodiff
+    transposes the gather into a reduce-scatter, so each device receives exactly the gradient
+    of the single-device loss on the global batch for its shard. Taken inside ``shard_map``
+    (default ``check_vma=True``), ``jax.grad`` in replicated parameters (the logit scale, the
+    encoders' weights) already returns the global batch's gradient: do not ``psum`` it again.
+    The pitfall this avoids: computing the whole ``[B, B]`` loss on every device from gathered
+    features (no local loss) gives the right value but, differentiated inside ``shard_map``,
+    gradients multiplied by the number of devices (``tests/test_contrastive.py`` pins both).
+
+    Args:
+      za: Array of shape ``[b_local, k]``, this device's anchors (rows of the global batch in
+        device order along ``axis_name``).
+      zb: Array of shape ``[b_local, k]``, their partners.
+      axis_name: The mesh axis name (or tuple of names) the batch is split over.
+      logit_scale: As in :func:`infonce_loss` (pass it replicated).
+      max_scale: As in :func:`infonce_loss`.
+      ids: Optional integer ``[b_local]`` ids of this shard's rows; pairs with equal ids are
+        positives (default: only a row's own partner).
+
+    Returns:
+      Scalar, the same on every device.
+
+    Raises:
+      ValueError: as :func:`infonce_loss`, or bad ``ids``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("batch",))  # one device per shard
+      >>> f = jax.jit(jax.shard_map(lambda a, b: sharded_infonce_loss(a, b, axis_name="batch"),
+      ...                   mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P()))
+      >>> za, zb = jax.random.normal(jax.random.key(0), (2, 8, 4))
+      >>> bool(jnp.allclose(f(za, zb), infonce_loss(za, zb)))
+      True
+    """
+    za, zb, _, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
+    scale = _clip_scale(logit_scale, max_scale, za.dtype)
+    return _global_mean(*_infonce_rows(scale * (za @ zb_all.T), pos), axis_name)
+
+
+def sharded_clip_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    axis_name,
+    logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
+    max_scale: float | None = CLIP_MAX_SCALE,
+    ids: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """:func:`clip_loss` of the global batch, from this device's shard (inside ``shard_map``).
+
+    Both directions as in :func:`sharded_infonce_loss`: this device's ``za`` rows against the
+    gathered ``zb`` and its ``zb`` rows against the gathered ``za`` (two ``[b_local, B]``
+    blocks), summed over devices. Value and gradient equal :func:`clip_loss` on the global batch.
+
+    Args:
+      za: Array of shape ``[b_local, k]``, this device's shard.
+      zb: Array of shape ``[b_local, k]``.
+      axis_name: The mesh axis name (or tuple of names) the batch is split over.
+      logit_scale: As in :func:`clip_loss` (pass it replicated).
+      max_scale: As in :func:`clip_loss`.
+      ids: Optional integer ``[b_local]`` ids; pairs with equal ids are positives.
+
+    Returns:
+      Scalar, the same on every device.
+
+    Raises:
+      ValueError: as :func:`clip_loss`, or bad ``ids``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("batch",))  # one device per shard
+      >>> f = jax.jit(jax.shard_map(lambda a, b: sharded_clip_loss(a, b, axis_name="batch"),
+      ...                   mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P()))
+      >>> za, zb = jax.random.normal(jax.random.key(0), (2, 8, 4))
+      >>> bool(jnp.allclose(f(za, zb), clip_loss(za, zb)))
+      True
+    """
+    za, zb, za_all, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
+    scale = _clip_scale(logit_scale, max_scale, za.dtype)
+    a = _global_mean(*_infonce_rows(scale * (za @ zb_all.T), pos), axis_name)
+    b = _global_mean(*_infonce_rows(scale * (zb @ za_all.T), pos), axis_name)
+    return 0.5 * (a + b)
+
+
+def sharded_siglip_loss(
+    za: jax.typing.ArrayLike,
+    zb: jax.typing.ArrayLike,
+    *,
+    axis_name,
+    logit_scale: jax.typing.ArrayLike = SIGLIP_LOGIT_SCALE_INIT,
+    logit_bias: jax.typing.ArrayLike = SIGLIP_LOGIT_BIAS_INIT,
+    ids: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+    """:func:`siglip_loss` of the global batch, from this device's shard (inside ``shard_map``).
+
+    This device's ``za`` rows against the gathered ``zb`` (a ``[b_local, B]`` block covers each
+    pair of the global batch exactly once over the devices), ``psum``-ed and divided by ``B``.
+    Value and gradient equal :func:`siglip_loss` on the global batch.
+
+    Args:
+      za: Array of shape ``[b_local, k]``, this device's shard.
+      zb: Array of shape ``[b_local, k]``.
+      axis_name: The mesh axis name (or tuple of names) the batch is split over.
+      logit_scale: As in :func:`siglip_loss` (pass it replicated).
+      logit_bias: As in :func:`siglip_loss`.
+      ids: Optional integer ``[b_local]`` ids; pairs with equal ids are positives.
+
+    Returns:
+      Scalar, the same on every device.
+
+    Raises:
+      ValueError: as :func:`siglip_loss`, or bad ``ids``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jax.sharding import PartitionSpec as P
+      >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("batch",))  # one device per shard
+      >>> f = jax.jit(jax.shard_map(lambda a, b: sharded_siglip_loss(a, b, axis_name="batch"),
+      ...                   mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P()))
+      >>> za, zb = jax.random.normal(jax.random.key(0), (2, 8, 4))
+      >>> bool(jnp.allclose(f(za, zb), siglip_loss(za, zb)))
+      True
+    """
+    za, zb, za_all, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
+    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
+    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
+    total = jax.lax.psum(_siglip_sum(scale * (za @ zb_all.T) + bias, pos), axis_name)
+    return total / za_all.shape[0]

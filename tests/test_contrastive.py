@@ -1,0 +1,472 @@
+"""Tests for alignment.contrastive against direct float64 NumPy formulas from the papers.
+
+References: the VSE / VSE++ hinge (including VSE++'s published reduction, a sum over the batch),
+InfoNCE and CLIP's symmetric cross-entropy, SigLIP's pairwise log-sigmoid, each written out in
+NumPy with explicit loops over anchors; the closed-form mutual information of a bivariate
+Gaussian for the InfoNCE bound; the dense loss on the global batch for the sharded forms (on 8
+simulated CPU devices, in a subprocess) and for the chunked SigLIP; ``check_grads`` under x64.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from alignment import contrastive as co
+from tests.conftest import x64
+
+F32_RTOL = 1e-5
+GRAD_X64 = 1e-6
+
+
+# ------------------------------------------------------------------------------------------
+# Float64 NumPy references, written from the papers' formulas.
+# ------------------------------------------------------------------------------------------
+
+
+def _logsumexp(a, axis):
+    m = a.max(axis=axis, keepdims=True)
+    return m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))
+
+
+def _ref_infonce(za, zb, scale, mask=None):
+    za, zb = np.asarray(za, np.float64), np.asarray(zb, np.float64)
+    b = za.shape[0]
+    mask = np.eye(b, dtype=bool) if mask is None else np.asarray(mask, bool)
+    logits = scale * za @ zb.T
+    logp = logits - _logsumexp(logits, 1)
+    rows = [-logp[i, mask[i]].mean() for i in range(b) if mask[i].any()]
+    return float(np.mean(rows))
+
+
+def _ref_clip(za, zb, scale, mask=None):
+    mask_t = None if mask is None else np.asarray(mask).T
+    return 0.5 * (_ref_infonce(za, zb, scale, mask) + _ref_infonce(zb, za, scale, mask_t))
+
+
+def _ref_siglip(za, zb, scale, bias, mask=None):
+    za, zb = np.asarray(za, np.float64), np.asarray(zb, np.float64)
+    b = za.shape[0]
+    mask = np.eye(b, dtype=bool) if mask is None else np.asarray(mask, bool)
+    logits = scale * za @ zb.T + bias
+    labels = np.where(mask, 1.0, -1.0)
+    return float(np.sum(np.logaddexp(0.0, -labels * logits)) / b)  # -log sigmoid = softplus(-)
+
+
+def _ref_vse(za, zb, margin, hardest, mask=None):
+    """Per anchor: mean over positives of (sum or max over negatives of the hinge)."""
+    s = np.asarray(za, np.float64) @ np.asarray(zb, np.float64).T
+    b = s.shape[0]
+    mask = np.eye(b, dtype=bool) if mask is None else np.asarray(mask, bool)
+    total = 0.0
+    for sim, m in ((s, mask), (s.T, mask.T)):
+        terms = []
+        for i in range(b):
+            pos, neg = np.flatnonzero(m[i]), np.flatnonzero(~m[i])
+            if len(pos) == 0:
+                continue
+            per_pos = []
+            for p in pos:
+                h = [max(0.0, margin - sim[i, p] + sim[i, n]) for n in neg]
+                per_pos.append((max(h) if hardest else sum(h)) if h else 0.0)
+            terms.append(np.mean(per_pos))
+        total += np.mean(terms)
+    return total
+
+
+def _vsepp_published(im, s, margin, max_violation):
+    """VSE++'s ``ContrastiveLoss.forward`` (Faghri et al.), transcribed to NumPy: a batch sum."""
+    scores = np.asarray(im, np.float64) @ np.asarray(s, np.float64).T
+    diagonal = np.diag(scores)[:, None]
+    cost_s = np.clip(margin + scores - diagonal, 0, None)  # captions for each image
+    cost_im = np.clip(margin + scores - diagonal.T, 0, None)  # images for each caption
+    eye = np.eye(scores.shape[0], dtype=bool)
+    cost_s[eye] = 0
+    cost_im[eye] = 0
+    if max_violation:
+        return cost_s.max(1).sum() + cost_im.max(0).sum()
+    return cost_s.sum() + cost_im.sum()
+
+
+def _embeddings(rng, b=8, k=5, dtype=np.float32, normalise=True):
+    za = rng.normal(size=(b, k))
+    zb = za + 0.8 * rng.normal(size=(b, k))
+    if normalise:
+        za /= np.linalg.norm(za, axis=1, keepdims=True)
+        zb /= np.linalg.norm(zb, axis=1, keepdims=True)
+    return za.astype(dtype), zb.astype(dtype)
+
+
+def _ids_mask(ids):
+    ids = np.asarray(ids)
+    return ids[:, None] == ids[None, :]
+
+
+# Module-level jitted losses: each (shape, dtype) compiles once for the whole file.
+DENSE = {
+    "infonce": jax.jit(co.infonce_loss),
+    "clip": jax.jit(co.clip_loss),
+    "siglip": jax.jit(co.siglip_loss),
+    "vse": jax.jit(co.vse_loss, static_argnames="hardest"),
+}
+
+
+def _reference(name, za, zb, mask=None, *, logit_scale=None, logit_bias=None, hardest=False):
+    if name == "infonce":
+        return _ref_infonce(za, zb, min(math.exp(logit_scale), 100.0), mask)
+    if name == "clip":
+        return _ref_clip(za, zb, min(math.exp(logit_scale), 100.0), mask)
+    if name == "siglip":
+        return _ref_siglip(za, zb, math.exp(logit_scale), logit_bias, mask)
+    return _ref_vse(za, zb, 0.2, hardest, mask)
+
+
+def _kwargs(name, logit_scale, logit_bias, hardest):
+    if name in ("infonce", "clip"):
+        return {"logit_scale": logit_scale}
+    if name == "siglip":
+        return {"logit_scale": logit_scale, "logit_bias": logit_bias}
+    return {"margin": 0.2, "hardest": hardest}
+
+
+# ------------------------------------------------------------------------------------------
+# Dense losses against the formulas.
+# ------------------------------------------------------------------------------------------
+
+
+def test_initial_values_are_the_papers():
+    assert co.CLIP_LOGIT_SCALE_INIT == pytest.approx(math.log(1 / 0.07))
+    assert math.exp(co.CLIP_LOGIT_SCALE_INIT) == pytest.approx(1 / 0.07)
+    assert co.CLIP_MAX_SCALE == 100.0
+    assert math.exp(co.SIGLIP_LOGIT_SCALE_INIT) == pytest.approx(10.0)
+    assert co.SIGLIP_LOGIT_BIAS_INIT == -10.0
+    assert co.VSE_MARGIN == 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "hardest"),
+    [("infonce", False), ("clip", False), ("siglip", False), ("vse", False), ("vse", True)],
+)
+@pytest.mark.parametrize("jit", [False, True])
+def test_dense_losses_match_formulas(rng, name, hardest, jit):
+    za, zb = _embeddings(rng)
+    kw = _kwargs(name, 1.7, -3.0, hardest)
+    fn = DENSE[name] if jit else getattr(co, f"{name}_loss")
+    value = fn(za, zb, **kw)
+    assert value.shape == () and value.dtype == jnp.float32
+    expected = _reference(name, za, zb, logit_scale=1.7, logit_bias=-3.0, hardest=hardest)
+    np.testing.assert_allclose(value, expected, rtol=F32_RTOL)
+
+
+@pytest.mark.parametrize(
+    ("name", "hardest"),
+    [("infonce", False), ("clip", False), ("siglip", False), ("vse", False), ("vse", True)],
+)
+def test_dense_losses_with_several_positives(rng, name, hardest):
+    za, zb = _embeddings(rng)
+    mask = _ids_mask([0, 0, 1, 2, 2, 2, 3, 4])
+    mask[7, 7] = False  # an anchor without any positive is left out of the mean
+    kw = _kwargs(name, 2.0, -2.0, hardest)
+    value = DENSE[name](za, zb, mask=mask, **kw)
+    expected = _reference(name, za, zb, mask, logit_scale=2.0, logit_bias=-2.0, hardest=hardest)
+    np.testing.assert_allclose(value, expected, rtol=F32_RTOL)
+    # the identity as an explicit mask is the default
+    np.testing.assert_allclose(
+        DENSE[name](za, zb, mask=np.eye(8, dtype=bool), **kw), DENSE[name](za, zb, **kw)
+    )
+
+
+@pytest.mark.parametrize("hardest", [False, True])
+def test_vse_is_vsepp_published_code_divided_by_the_batch(rng, hardest):
+    za, zb = _embeddings(rng)
+    value = DENSE["vse"](za, zb, margin=0.2, hardest=hardest)
+    np.testing.assert_allclose(8 * value, _vsepp_published(za, zb, 0.2, hardest), rtol=F32_RTOL)
+
+
+def test_clip_logit_scale_clamp():
+    rng = np.random.default_rng(1)
+    za, zb = _embeddings(rng)
+    at_clamp = co.clip_loss(za, zb, logit_scale=math.log(100.0))
+    above = co.clip_loss(za, zb, logit_scale=math.log(300.0))
+    np.testing.assert_allclose(above, at_clamp, rtol=1e-6)
+    np.testing.assert_allclose(above, _ref_clip(za, zb, 100.0), rtol=F32_RTOL)
+    grad = jax.grad(lambda s: co.clip_loss(za, zb, logit_scale=s))
+    assert float(grad(math.log(300.0))) == 0.0  # beyond the clamp: no gradient
+    assert float(grad(co.CLIP_LOGIT_SCALE_INIT)) != 0.0
+    unclamped = co.clip_loss(za, zb, logit_scale=math.log(300.0), max_scale=None)
+    np.testing.assert_allclose(unclamped, _ref_clip(za, zb, 300.0), rtol=F32_RTOL)
+
+
+@pytest.mark.parametrize("name", ["infonce", "clip", "siglip", "vse"])
+def test_dense_losses_gradients_x64(rng, name):
+    za, zb = _embeddings(rng, b=5, k=3, dtype=np.float64)
+    mask = _ids_mask([0, 0, 1, 2, 2])
+    with x64():
+        if name == "vse":
+            fn = jax.jit(lambda a, b: co.vse_loss(a, b, margin=0.5, mask=mask))
+            args = (za, zb)
+        elif name == "siglip":
+            fn = jax.jit(lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c))
+            args = (za, zb, 1.2, -1.0)
+        else:
+            loss = getattr(co, f"{name}_loss")
+            fn = jax.jit(lambda a, b, s, loss=loss: loss(a, b, logit_scale=s, mask=mask))
+            args = (za, zb, 1.2)
+        check_grads(fn, args, order=1, atol=GRAD_X64, modes=("rev",))
+
+
+def test_dense_losses_vmap_equals_loop(rng):
+    pairs = [_embeddings(rng) for _ in range(3)]
+    za, zb = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    for name in ("clip", "siglip"):
+        batched = jax.vmap(DENSE[name])(za, zb)
+        for i in range(3):
+            np.testing.assert_allclose(batched[i], DENSE[name](za[i], zb[i]), rtol=1e-6)
+
+
+def test_losses_at_uninformative_and_perfect_embeddings():
+    zeros = jnp.zeros((6, 3))
+    np.testing.assert_allclose(co.clip_loss(zeros, zeros), math.log(6), rtol=1e-6)
+    z = 10.0 * jnp.eye(6)
+    assert float(co.clip_loss(z, z, logit_scale=0.0)) < 1e-6
+    assert float(co.vse_loss(z / 10, z / 10, margin=0.2)) == 0.0
+    # SigLIP at init with the bias prior: the predicted probability of every pair is sigmoid(b)
+    np.testing.assert_allclose(
+        co.siglip_loss(zeros, zeros, logit_bias=-math.log(5)),
+        _ref_siglip(np.zeros((6, 3)), np.zeros((6, 3)), 10.0, -math.log(5)),
+        rtol=1e-6,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The InfoNCE bound on mutual information.
+# ------------------------------------------------------------------------------------------
+
+
+def test_infonce_bound_approaches_gaussian_mutual_information():
+    """Correlated Gaussians with the optimal critic (the log density ratio) as a dot product."""
+    rho, b = 0.8, 256
+    mi = -0.5 * math.log(1 - rho**2)  # 0.51 nats, well below log b = 5.5
+    rng = np.random.default_rng(5)
+    bounds = []
+    for _ in range(8):
+        x = rng.normal(size=b)
+        y = rho * x + math.sqrt(1 - rho**2) * rng.normal(size=b)
+        # log p(y|x) / p(y) = (2 rho x y - rho^2 y^2) / (2 (1 - rho^2)) + (terms in x alone)
+        za = np.stack([x, np.ones(b)], 1)
+        zb = np.stack([rho * y, -0.5 * rho**2 * y**2], 1) / (1 - rho**2)
+        bounds.append(float(co.infonce_mi_lower_bound(za, zb)))
+    assert max(bounds) <= math.log(b)
+    assert abs(np.mean(bounds) - mi) < 0.05  # the optimal critic nearly attains I at b >> e^I
+    np.testing.assert_allclose(
+        bounds[-1], math.log(b) - _ref_infonce(za, zb, 1.0), rtol=F32_RTOL, atol=1e-5
+    )
+    # A useless critic (scale 0) gives 0: the bound never claims information it does not see.
+    assert float(co.infonce_mi_lower_bound(za, zb, logit_scale=-30.0)) == pytest.approx(0, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------
+# Chunked SigLIP.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ids", [None, [0, 0, 1, 2, 2, 2, 3, 4, 5, 5]])
+def test_chunked_siglip_equals_unchunked_value_and_gradient_x64(rng, ids):
+    za, zb = _embeddings(rng, b=10, k=4, dtype=np.float64)
+    mask = None if ids is None else _ids_mask(ids)
+    ids = None if ids is None else np.asarray(ids)
+    argnums = (0, 1, 2, 3)
+    with x64():
+        dense = jax.jit(
+            jax.value_and_grad(
+                lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c, mask=mask),
+                argnums,
+            )
+        )
+        chunked = jax.jit(
+            jax.value_and_grad(
+                lambda a, b, s, c: co.chunked_siglip_loss(
+                    a, b, chunk_size=3, logit_scale=s, logit_bias=c, ids=ids
+                ),
+                argnums,
+            )
+        )
+        args = (za, zb, 1.5, -2.0)
+        (v1, g1), (v2, g2) = dense(*args), chunked(*args)
+        np.testing.assert_allclose(v2, v1, rtol=1e-12)
+        for a, b in zip(g2, g1, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(v1, _ref_siglip(za, zb, math.exp(1.5), -2.0, mask), rtol=1e-12)
+
+
+def test_chunked_siglip_float32_and_defaults(rng):
+    za, zb = _embeddings(rng, b=10, k=4)
+    for chunk in (1, 4, 10, 64):  # one column, ragged, whole, larger than b
+        np.testing.assert_allclose(
+            co.chunked_siglip_loss(za, zb, chunk_size=chunk), co.siglip_loss(za, zb), rtol=F32_RTOL
+        )
+
+
+def test_chunked_siglip_does_not_materialise_the_logits():
+    """XLA's own memory accounting: the chunked gradient's temporaries are a fraction of b x b."""
+    b, k = 2048, 8
+    za = jax.ShapeDtypeStruct((b, k), jnp.float32)
+
+    def temp_bytes(loss):
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        return grad.lower(za, za).compile().memory_analysis().temp_size_in_bytes
+
+    dense = temp_bytes(co.siglip_loss)
+    chunked = temp_bytes(lambda a, b_: co.chunked_siglip_loss(a, b_, chunk_size=128))
+    assert dense >= b * b * 4  # at least one [b, b] float32 array
+    assert chunked < dense / 4
+
+
+# ------------------------------------------------------------------------------------------
+# Sharded losses: 8 simulated devices, in a fresh interpreter.
+# ------------------------------------------------------------------------------------------
+
+_SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, PartitionSpec as P
+    from alignment import contrastive as co
+
+    assert jax.device_count() == 8, jax.devices()
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    rng = np.random.default_rng(0)
+    B, K = 16, 5
+    za = rng.normal(size=(B, K)); za /= np.linalg.norm(za, axis=1, keepdims=True)
+    zb = za + 0.5 * rng.normal(size=(B, K))
+    ids = np.array([0, 0, 1, 2, 3, 3, 3, 4, 5, 6, 7, 7, 8, 9, 9, 10])
+    mask = ids[:, None] == ids[None, :]
+
+    def check(name, sharded, dense, ids_arg):
+        def global_loss(a, b, s, c):
+            if ids_arg is None:  # the default: positions from the device index
+                local = lambda a, b, s, c: sharded(a, b, axis_name="batch", ids=None, s=s, c=c)
+                specs, args = (P("batch"), P("batch"), P(), P()), (a, b, s, c)
+            else:
+                local = lambda a, b, i, s, c: sharded(a, b, axis_name="batch", ids=i, s=s, c=c)
+                specs, args = (P("batch"), P("batch"), P("batch"), P(), P()), (a, b, ids_arg, s, c)
+            return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P())(*args)
+        argnums = (0, 1, 2, 3)
+        v1, g1 = jax.jit(jax.value_and_grad(global_loss, argnums))(za, zb, 1.3, -2.0)
+        v2, g2 = jax.jit(jax.value_and_grad(dense, argnums))(za, zb, 1.3, -2.0)
+        np.testing.assert_allclose(v1, v2, rtol=1e-12, err_msg=name)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13, err_msg=name)
+
+    check("clip", lambda a, b, axis_name, ids, s, c: co.sharded_clip_loss(
+              a, b, axis_name=axis_name, ids=ids, logit_scale=s),
+          lambda a, b, s, c: co.clip_loss(a, b, logit_scale=s), None)
+    check("siglip", lambda a, b, axis_name, ids, s, c: co.sharded_siglip_loss(
+              a, b, axis_name=axis_name, ids=ids, logit_scale=s, logit_bias=c),
+          lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c, mask=mask), ids)
+
+    # A data-parallel step: the gradient in replicated parameters (a projection W and the
+    # logit scale), taken inside shard_map, is already the global batch's (no psum needed).
+    W = rng.normal(size=(K, K))
+    g_dense = jax.grad(lambda W, s: co.clip_loss(za @ W, zb, logit_scale=s), (0, 1))(W, 1.3)
+
+    def ours(W, s, a, b):
+        loss = lambda W, s: co.sharded_clip_loss(a @ W, b, axis_name="batch", logit_scale=s)
+        return jax.grad(loss, (0, 1))(W, s)
+
+    # The pitfall: every device computes the whole global loss from gathered features (no
+    # local loss). Its gradient in the parameters comes out 8 times too large.
+    def naive(W, s, a, b):
+        def loss(W, s):
+            a_all = jax.lax.all_gather(a @ W, "batch", tiled=True)
+            b_all = jax.lax.all_gather(b, "batch", tiled=True)
+            return co.clip_loss(a_all, b_all, logit_scale=s)
+        return jax.grad(loss, (0, 1))(W, s)
+
+    specs = (P(), P(), P("batch"), P("batch"))
+    for fn, factor in ((ours, 1.0), (naive, 8.0)):
+        g = jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P()))(W, 1.3, za, zb)
+        for a, b in zip(g, g_dense):
+            np.testing.assert_allclose(a, factor * b, rtol=1e-10, err_msg=fn.__name__)
+    # One direction (InfoNCE) shares its code with CLIP: the value with ids is enough here.
+    f = jax.jit(jax.shard_map(
+        lambda a, b, i: co.sharded_infonce_loss(a, b, axis_name="batch", ids=i), mesh=mesh,
+        in_specs=(P("batch"), P("batch"), P("batch")), out_specs=P()))
+    np.testing.assert_allclose(f(za, zb, ids), co.infonce_loss(za, zb, mask=mask), rtol=1e-12)
+    print("sharded ok")
+    """
+)
+
+
+def test_sharded_losses_equal_single_device_on_global_batch():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    ).strip()
+    env["JAX_ENABLE_X64"] = "1"
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run(
+        [sys.executable, "-c", _SHARDED_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert "sharded ok" in out.stdout
+
+
+def test_sharded_single_device_mesh_in_process(rng):
+    """Under ``shard_map`` on this process's single device, the value is the dense one."""
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
+    za, zb = _embeddings(rng)
+    ids = np.array([0, 0, 1, 2, 3, 3, 4, 5])
+    f = jax.shard_map(
+        lambda a, b, i: co.sharded_siglip_loss(a, b, axis_name="batch", ids=i),
+        mesh=mesh,
+        in_specs=(P("batch"), P("batch"), P("batch")),
+        out_specs=P(),
+    )
+    np.testing.assert_allclose(
+        f(za, zb, ids), co.siglip_loss(za, zb, mask=_ids_mask(ids)), rtol=F32_RTOL
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Bad input.
+# ------------------------------------------------------------------------------------------
+
+
+def test_bad_input(rng):
+    za, zb = _embeddings(rng)
+    with pytest.raises(ValueError, match=r"same shape \[b, k\]"):
+        co.clip_loss(za, zb[:5])
+    with pytest.raises(ValueError, match=r"same shape \[b, k\]"):
+        co.siglip_loss(za, zb[:, :3])
+    with pytest.raises(ValueError, match="2-D array"):
+        co.infonce_loss(za[0], zb[0])
+    with pytest.raises(ValueError, match=r"`mask` must have shape \[b, b\]"):
+        co.clip_loss(za, zb, mask=np.eye(5, dtype=bool))
+    with pytest.raises(ValueError, match="no positive pair"):
+        co.infonce_loss(za, zb, mask=np.zeros((8, 8), bool))
+    with pytest.raises(ValueError, match="`margin` must be >= 0"):
+        co.vse_loss(za, zb, margin=-0.1)
+    with pytest.raises(ValueError, match="`max_scale` must be a finite positive number"):
+        co.clip_loss(za, zb, max_scale=0.0)
+    with pytest.raises(ValueError, match="`logit_scale` must be a scalar"):
+        co.clip_loss(za, zb, logit_scale=np.ones(2))
+    with pytest.raises(ValueError, match="`chunk_size` must be a positive int"):
+        co.chunked_siglip_loss(za, zb, chunk_size=0)
+    with pytest.raises(ValueError, match=r"`ids` must be an integer array of shape \[b\]"):
+        co.chunked_siglip_loss(za, zb, chunk_size=4, ids=np.zeros(8))
