@@ -60,7 +60,7 @@ from alignment.gaussian import (
     gaussian_w2_pairwise,
     gaussian_w2_scale,
 )
-from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence
+from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_points
 from alignment.tcc import (
     CycleBackOutput,
     cycle_back,
@@ -126,6 +126,7 @@ __all__ = [
     "siglip_loss",
     "sinkhorn",
     "sinkhorn_divergence",
+    "sinkhorn_points",
     "soft_ctw",
     "soft_dtw",
     "soft_dtw_alignment",

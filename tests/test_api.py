@@ -45,6 +45,7 @@ EXPECTED = {
     "SinkhornOutput",
     "sinkhorn",
     "sinkhorn_divergence",
+    "sinkhorn_points",
     "absolute_difference",
     "alignment_to_path",
     "cosine_distance",
