@@ -1,0 +1,411 @@
+"""Gaussian algebra, the Flax NNX networks and the per-example objectives of the five models.
+
+Every function of one example is written for one example (``x: [p]`` pixels in ``[0, 1]``,
+``y: []`` an integer label) and batched with ``jax.vmap`` by the caller. All W2 values come
+from :mod:`alignment`: :func:`alignment.gaussian_w2_diag` (with **variances**) for diagonal
+posteriors and :func:`alignment.gaussian_w2_scale` (with the Cholesky factors the encoder
+outputs) for full covariances.
+
+Models (``kind``):
+
+* ``poe``: the encoders output Gaussian experts; ``q(z | x, y)`` is the precision-weighted product
+  of the prior ``N(0, I)`` and the experts present (Wu & Goodman 2018). Trained with the joint ELBO
+  plus the two unimodal ELBOs (each reconstructs its own modality).
+* ``factorized``: the encoders output posteriors ``q(z | x)`` and ``q(z | y)``; each modality's
+  ELBO reconstructs that modality. Nothing couples the two posteriors.
+* ``wvae``: ``factorized`` plus ``lambda * W2^2(q(z | x), q(z | y))``, averaged per example like
+  the ELBO. ``wvae_full``: the same with full covariances.
+* ``wvae_shared``: each posterior is split into a shared part (the first ``shared`` coordinates)
+  and a private part; the W2 term acts on the shared parts only. When a modality is missing, its
+  private part is drawn from the prior, and the objective trains exactly that: besides its own
+  ELBO, each modality is reconstructed from the other's shared part and a private part drawn
+  from the prior. Without these cross terms the image decoder reads the class from the image's
+  private part and generation from the label alone is at chance (label -> image coherence 0.12 in
+  a run without them, and also 0.12 with the cross terms of Lee & Pavlovic's DMVAE, 2021, which
+  take the private part from the modality's own encoder).
+
+With both modalities observed, ``factorized`` and the W2 models infer ``z`` from the W2
+barycentre (midpoint of the displacement interpolation) of the two posteriors: for diagonal
+Gaussians ``N((m1 + m2) / 2, ((s1 + s2) / 2)^2)``; with full covariances the scale
+``(L1 + L2 U V^T) / 2`` where ``U S V^T = svd(L2^T L1)`` (``L2 U V^T = T L1`` for the optimal map
+``T`` from the first Gaussian to the second).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax import lax
+
+import alignment as al
+from experiments.mwvae.data import N_CLASSES
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------------------------------
+# Gaussians (one example each).
+# ------------------------------------------------------------------------------------------
+
+
+class DiagGaussian(NamedTuple):
+    """``N(mean, diag(var))``; ``mean``, ``var``: ``[k]``."""
+
+    mean: jax.Array
+    var: jax.Array
+
+
+class FullGaussian(NamedTuple):
+    """``N(mean, scale @ scale.T)``; ``mean``: ``[k]``, ``scale``: ``[k, k]`` (invertible).
+
+    ``log_det`` is ``log |det scale|`` (half the log-determinant of the covariance), computed by
+    whoever builds the Gaussian: free for the encoder's triangular factor, one LU for the
+    barycentre. Keeping it out of the consumers keeps each compiled program to one chain of
+    LAPACK calls: two independent batched LAPACK calls in one program can deadlock jaxlib's
+    CPU thread pool (see :mod:`alignment.gaussian`; observed here with jaxlib 0.10 on two cores).
+    """
+
+    mean: jax.Array
+    scale: jax.Array
+    log_det: jax.Array
+
+
+Gaussian = DiagGaussian | FullGaussian
+
+
+def standard_normal(k: int, dtype=jnp.float32) -> DiagGaussian:
+    return DiagGaussian(jnp.zeros(k, dtype), jnp.ones(k, dtype))
+
+
+def product_of_experts(means: jax.Array, variances: jax.Array) -> DiagGaussian:
+    """The normalised product of diagonal Gaussian experts ``[e, k]`` (precision-weighted).
+
+    ``var = 1 / sum_e (1 / var_e)``, ``mean = var * sum_e (mean_e / var_e)``.
+    """
+    precision = 1.0 / variances
+    var = 1.0 / jnp.sum(precision, axis=0)
+    return DiagGaussian(var * jnp.sum(means * precision, axis=0), var)
+
+
+def barycenter(g1: Gaussian, g2: Gaussian) -> Gaussian:
+    """The W2 barycentre with equal weights (midpoint of McCann's interpolation)."""
+    mean = 0.5 * (g1.mean + g2.mean)
+    if isinstance(g1, DiagGaussian):
+        return DiagGaussian(mean, (0.5 * (jnp.sqrt(g1.var) + jnp.sqrt(g2.var))) ** 2)
+    # the inputs pass an optimisation barrier so that this SVD waits for any LAPACK call that
+    # produced them (see FullGaussian)
+    s1, s2 = lax.optimization_barrier((g1.scale, g2.scale))
+    u, _, vt = jnp.linalg.svd(s2.T @ s1, full_matrices=False)
+    scale = 0.5 * (s1 + s2 @ u @ vt)
+    return FullGaussian(mean, scale, jnp.linalg.slogdet(scale)[1])
+
+
+def concat(*parts: DiagGaussian) -> DiagGaussian:
+    """The product distribution of independent diagonal Gaussians, as one ``DiagGaussian``."""
+    return DiagGaussian(
+        jnp.concatenate([p.mean for p in parts]), jnp.concatenate([p.var for p in parts])
+    )
+
+
+def take(g: DiagGaussian, start: int, stop: int) -> DiagGaussian:
+    """The marginal of coordinates ``start:stop``."""
+    return DiagGaussian(g.mean[start:stop], g.var[start:stop])
+
+
+def sample(g: Gaussian, eps: jax.Array) -> jax.Array:
+    """``mean + scale @ eps`` for standard normal noise ``eps: [k]`` (the reparameterisation).
+
+    The noise is drawn by the caller for the whole batch at once: one random-bits computation
+    per step instead of one per example keeps the compiled program small.
+    """
+    if isinstance(g, DiagGaussian):
+        return g.mean + jnp.sqrt(g.var) * eps
+    return g.mean + g.scale @ eps
+
+
+def log_density_of_sample(g: Gaussian, eps: jax.Array) -> jax.Array:
+    """``log q(z)`` at ``z = sample(g, eps)``, ``[]`` (no linear solve needed)."""
+    k = eps.shape[-1]
+    if isinstance(g, DiagGaussian):
+        return -0.5 * jnp.sum(eps**2 + jnp.log(g.var) + LOG_2PI)
+    return -0.5 * jnp.sum(eps**2) - g.log_det - 0.5 * k * LOG_2PI
+
+
+def log_standard_normal(z: jax.Array) -> jax.Array:
+    """``log N(z; 0, I)``, ``[]``."""
+    return -0.5 * jnp.sum(z**2 + LOG_2PI)
+
+
+def kl_to_prior(g: Gaussian) -> jax.Array:
+    """``KL(g || N(0, I))`` per coordinate ``[k]`` (of the marginals, for a full covariance).
+
+    For a full covariance, the per-coordinate values are those of the marginals
+    ``N(m_i, S_ii)``; their sum is the KL of the product of the marginals, not of ``g`` (use
+    :func:`kl_total`).
+    """
+    var = g.var if isinstance(g, DiagGaussian) else jnp.sum(g.scale**2, axis=1)
+    return 0.5 * (var + g.mean**2 - 1.0 - jnp.log(var))
+
+
+def kl_total(g: Gaussian) -> jax.Array:
+    """``KL(g || N(0, I))``, ``[]``."""
+    if isinstance(g, DiagGaussian):
+        return jnp.sum(kl_to_prior(g))
+    k = g.mean.shape[-1]
+    return (
+        0.5 * (jnp.sum(g.scale**2) + jnp.sum(g.mean**2) - k) - g.log_det
+    )  # log_det = 1/2 log det S
+
+
+def w2_squared(g1: Gaussian, g2: Gaussian) -> jax.Array:
+    """``W2^2`` between two posteriors of one example, from :mod:`alignment`."""
+    if isinstance(g1, DiagGaussian):
+        return al.gaussian_w2_diag(g1.mean, g1.var, g2.mean, g2.var)
+    return al.gaussian_w2_scale(g1.mean, g1.scale, g2.mean, g2.scale)
+
+
+# ------------------------------------------------------------------------------------------
+# Likelihoods.
+# ------------------------------------------------------------------------------------------
+
+
+def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
+    """``sum_p x log sigmoid(l) + (1 - x) log sigmoid(-l)``, ``[]`` (targets in ``[0, 1]``)."""
+    return jnp.sum(x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits))
+
+
+def categorical_log_likelihood(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """``log softmax(logits)[y]``, ``[]``."""
+    return jax.nn.log_softmax(logits)[y]
+
+
+# ------------------------------------------------------------------------------------------
+# Networks (Flax NNX).
+# ------------------------------------------------------------------------------------------
+
+
+class MLP(nnx.Module):
+    """``Linear -> relu -> ... -> Linear`` through the given widths."""
+
+    def __init__(self, widths: list[int], *, rngs: nnx.Rngs):
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(widths)])
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            x = jax.nn.relu(layer(x))
+        return self.layers[-1](x)
+
+
+class Encoder(nnx.Module):
+    """An MLP body and a Gaussian head: ``(mean, log-variance)`` or ``(mean, Cholesky factor)``.
+
+    The full head outputs the ``k (k - 1) / 2`` entries below the diagonal and the log of the
+    diagonal of ``L`` (positive diagonal: ``L L^T`` is positive definite).
+    """
+
+    def __init__(self, widths: list[int], latent: int, *, full: bool, rngs: nnx.Rngs):
+        self.body = MLP(widths, rngs=rngs)
+        self.latent = latent
+        self.full = full
+        extra = latent * (latent - 1) // 2 if full else 0
+        self.head = nnx.Linear(widths[-1], 2 * latent + extra, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> Gaussian:
+        h = self.head(jax.nn.relu(self.body(x)))
+        k = self.latent
+        mean, log_diag = h[:k], h[k : 2 * k]
+        if not self.full:
+            return DiagGaussian(mean, jnp.exp(log_diag))  # log_diag is the log-variance
+        # below the diagonal: a gather from the head's outputs (a scatter is 4x slower on CPU)
+        rows, cols = np.tril_indices(k, -1)
+        index = np.full((k, k), len(rows))
+        index[rows, cols] = np.arange(len(rows))
+        scale = jnp.concatenate([h[2 * k :], jnp.zeros(1, h.dtype)])[index]
+        return FullGaussian(mean, scale + jnp.diag(jnp.exp(log_diag)), jnp.sum(log_diag))
+
+
+class MultimodalVAE(nnx.Module):
+    """Image and label encoders and decoders for one ``kind`` of model (see the module doc)."""
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        pixels: int,
+        latent: int,
+        shared: int,
+        hidden: int,
+        label_hidden: int,
+        rngs: nnx.Rngs,
+    ):
+        self.kind = kind
+        self.latent = latent
+        self.shared = shared
+        full = kind == "wvae_full"
+        self.image_encoder = Encoder([pixels, hidden, hidden], latent, full=full, rngs=rngs)
+        self.label_encoder = Encoder([N_CLASSES, label_hidden], latent, full=full, rngs=rngs)
+        self.image_decoder = MLP([latent, hidden, hidden, pixels], rngs=rngs)
+        self.label_decoder = MLP([latent, label_hidden, N_CLASSES], rngs=rngs)
+
+    def encode(self, x: jax.Array, y: jax.Array) -> tuple[Gaussian, Gaussian]:
+        """The two encoders' outputs (experts for ``poe``, posteriors otherwise)."""
+        return self.image_encoder(x), self.label_encoder(jax.nn.one_hot(y, N_CLASSES))
+
+
+# ------------------------------------------------------------------------------------------
+# Inference: which Gaussian feeds each decoder, given what is observed.
+# ------------------------------------------------------------------------------------------
+
+CONDITIONS = ("both", "image", "label")
+
+
+def unimodal_posteriors(
+    model: MultimodalVAE, e1: Gaussian, e2: Gaussian
+) -> tuple[Gaussian, Gaussian]:
+    """``q(z | x)`` and ``q(z | y)`` from the encoders' outputs ``e1, e2 = model.encode(x, y)``."""
+    if model.kind == "poe":
+        prior = standard_normal(model.latent, e1.mean.dtype)
+        return _poe(prior, e1), _poe(prior, e2)
+    return e1, e2
+
+
+def _poe(*experts: DiagGaussian) -> DiagGaussian:
+    return product_of_experts(
+        jnp.stack([g.mean for g in experts]), jnp.stack([g.var for g in experts])
+    )
+
+
+def joint_posterior(model: MultimodalVAE, e1: Gaussian, e2: Gaussian) -> Gaussian:
+    """``q(z | x, y)`` over the decoders' ``[k]`` input (its shared part for ``wvae_shared``).
+
+    The product of experts for ``poe``; the W2 barycentre of the two posteriors otherwise.
+    Compute it once per example and pass it on (it holds an SVD for full covariances).
+    """
+    if model.kind == "poe":
+        return _poe(standard_normal(model.latent, e1.mean.dtype), e1, e2)
+    if model.kind == "wvae_shared":
+        s = model.shared
+        return barycenter(take(e1, 0, s), take(e2, 0, s))
+    return barycenter(e1, e2)
+
+
+def decoder_inputs(
+    model: MultimodalVAE,
+    e1: Gaussian,
+    e2: Gaussian,
+    condition: str,
+    joint: Gaussian | None = None,
+) -> tuple[Gaussian, Gaussian]:
+    """The distributions of the image decoder's and the label decoder's inputs, each ``[k]``.
+
+    ``e1, e2 = model.encode(x, y)``; ``condition`` says what is observed: ``"both"``,
+    ``"image"`` or ``"label"`` (the other encoder's output is then ignored); ``joint`` is
+    :func:`joint_posterior` (computed here if not given and needed). For every model but
+    ``wvae_shared`` both are the one posterior ``q(z | observed)``. For ``wvae_shared`` they share
+    the shared coordinates; a missing modality's private part is the prior's.
+    """
+    if condition not in CONDITIONS:
+        raise ValueError(f"`condition` must be one of {CONDITIONS}, got {condition!r}.")
+    if condition == "both" and joint is None:
+        joint = joint_posterior(model, e1, e2)
+    if model.kind != "wvae_shared":
+        if condition == "both":
+            return joint, joint
+        q1, q2 = unimodal_posteriors(model, e1, e2)
+        q = q1 if condition == "image" else q2
+        return q, q
+    k, s = model.latent, model.shared
+    prior = standard_normal(k - s, e1.mean.dtype)
+    shared = {"both": joint, "image": take(e1, 0, s), "label": take(e2, 0, s)}[condition]
+    private1 = take(e1, s, k) if condition in ("both", "image") else prior
+    private2 = take(e2, s, k) if condition in ("both", "label") else prior
+    return concat(shared, private1), concat(shared, private2)
+
+
+def joint_proposal(
+    model: MultimodalVAE, e1: Gaussian, e2: Gaussian, joint: Gaussian
+) -> tuple[Gaussian, Callable[[jax.Array], tuple[jax.Array, jax.Array]]]:
+    """``q(z | x, y)`` over the model's whole latent, and ``z -> (image input, label input)``.
+
+    ``joint`` is :func:`joint_posterior`. The latent is ``[k]`` except for ``wvae_shared``,
+    whose latent is ``[shared, private image, private label]`` (``shared + 2 * (k - shared)``
+    coordinates); the prior is ``N(0, I)`` over all of it.
+    """
+    if model.kind != "wvae_shared":
+        return joint, lambda z: (z, z)
+    k, s = model.latent, model.shared
+    q = concat(joint, take(e1, s, k), take(e2, s, k))
+    p = k - s
+    split = lambda z: (z[:k], jnp.concatenate([z[:s], z[k : k + p]]))
+    return q, split
+
+
+# ------------------------------------------------------------------------------------------
+# Objectives (one example).
+# ------------------------------------------------------------------------------------------
+
+
+def example_loss(
+    model: MultimodalVAE,
+    x: jax.Array,
+    y: jax.Array,
+    eps: jax.Array,
+    *,
+    w2_weight: jax.Array,
+    label_weight: jax.Array,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The training loss of one example (a negative, label-weighted ELBO plus the W2 term).
+
+    ``eps: [3, k]`` is standard normal noise for the reparameterised samples.
+
+    Returns ``(loss, metrics)`` with the image and label log-likelihood terms, the KL terms and
+    ``w2`` = ``W2^2`` between the two unimodal posteriors (reported for every model; in the loss
+    only for the W2 models, times ``w2_weight``).
+    """
+    image_ll = lambda z: bernoulli_log_likelihood(model.image_decoder(z), x)
+    label_ll = lambda z: categorical_log_likelihood(model.label_decoder(z), y)
+    e1, e2 = model.encode(x, y)
+    q1, q2 = unimodal_posteriors(model, e1, e2)
+    if model.kind == "poe":
+        qj = joint_posterior(model, e1, e2)
+        zj, z1, z2 = sample(qj, eps[0]), sample(q1, eps[1]), sample(q2, eps[2])
+        rec_image = image_ll(zj) + image_ll(z1)
+        rec_label = label_ll(zj) + label_ll(z2)
+        kl = kl_total(qj) + kl_total(q1) + kl_total(q2)
+        w2 = w2_squared(q1, q2)
+        coupling = jnp.zeros_like(w2)
+    else:
+        z1, z2 = sample(q1, eps[0]), sample(q2, eps[1])
+        rec_image, rec_label = image_ll(z1), label_ll(z2)
+        kl = kl_total(q1) + kl_total(q2)
+        if model.kind == "wvae_shared":
+            s = model.shared
+            w2 = w2_squared(take(q1, 0, s), take(q2, 0, s))
+            # cross terms, as used when a modality is missing: each modality also decoded from
+            # the other's shared part and a private part drawn from the prior, so that the
+            # decoders must read the class from the shared part
+            private = eps[2, s:]
+            rec_image = rec_image + image_ll(jnp.concatenate([z2[:s], private]))
+            rec_label = rec_label + label_ll(jnp.concatenate([z1[:s], private]))
+        else:
+            w2 = w2_squared(q1, q2)
+        coupling = w2 if model.kind != "factorized" else jnp.zeros_like(w2)
+    loss = -(rec_image + label_weight * rec_label) + kl + w2_weight * coupling
+    return loss, {"loss": loss, "rec_image": rec_image, "rec_label": rec_label, "kl": kl, "w2": w2}
+
+
+def batch_loss(model, x, y, key, *, w2_weight, label_weight):
+    """Mean of :func:`example_loss` over a batch ``x: [b, p]``, ``y: [b]``; metrics averaged."""
+    eps = jax.random.normal(key, (x.shape[0], 3, model.latent), x.dtype)
+    fn = lambda x, y, e: example_loss(
+        model, x, y, e, w2_weight=w2_weight, label_weight=label_weight
+    )
+    losses, metrics = jax.vmap(fn)(x, y, eps)
+    return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)

@@ -1,0 +1,234 @@
+"""experiments/mwvae/models.py against float64 references (NumPy, SciPy), no training."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("flax")
+
+import scipy.linalg as scipy_linalg
+import scipy.stats as scipy_stats
+from flax import nnx
+
+import alignment as al
+from experiments.mwvae import models as m
+
+RTOL = 1e-5  # float32 closed forms
+K, PIXELS, BATCH = 4, 16, 5
+
+
+def _model(kind: str) -> m.MultimodalVAE:
+    return m.MultimodalVAE(
+        kind, pixels=PIXELS, latent=K, shared=2, hidden=8, label_hidden=8, rngs=nnx.Rngs(0)
+    )
+
+
+def _batch(rng):
+    x = rng.uniform(size=(BATCH, PIXELS)).astype(np.float32)
+    y = rng.integers(0, 10, BATCH)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def _head(encoder: m.Encoder, inputs) -> np.ndarray:
+    """The encoder head's raw output ``[b, 2k (+ k(k-1)/2)]``, in float64."""
+    head = jax.jit(jax.vmap(lambda v: encoder.head(jax.nn.relu(encoder.body(v)))))
+    return np.asarray(head(inputs), float)
+
+
+def _w2_reference(m1, c1, m2, c2) -> float:
+    """``W2^2`` from covariances by SciPy's sqrtm, float64."""
+    r1 = scipy_linalg.sqrtm(c1)
+    cross = scipy_linalg.sqrtm(r1 @ c2 @ r1)
+    return float(np.sum((m1 - m2) ** 2) + np.trace(c1 + c2 - 2 * np.real(cross)))
+
+
+def test_product_of_experts_matches_numerical_product_of_densities(rng):
+    means = rng.normal(size=(3, 2))
+    variances = rng.uniform(0.2, 2.0, size=(3, 2))
+    q = m.product_of_experts(jnp.asarray(means, jnp.float32), jnp.asarray(variances, jnp.float32))
+    grid = np.linspace(-12, 12, 200_001)
+    for j in range(2):  # per coordinate: multiply the densities on a grid, normalise, moments
+        log_p = sum(
+            scipy_stats.norm.logpdf(grid, means[e, j], np.sqrt(variances[e, j])) for e in range(3)
+        )
+        p = np.exp(log_p - log_p.max())
+        p /= p.sum()
+        mean = np.sum(grid * p)
+        np.testing.assert_allclose(float(q.mean[j]), mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(float(q.var[j]), np.sum((grid - mean) ** 2 * p), rtol=1e-4)
+
+
+def test_poe_posterior_includes_the_prior_expert(rng):
+    model = _model("poe")
+    x, y = _batch(rng)
+    h1 = _head(model.image_encoder, x[:1])[0]
+    h2 = _head(model.label_encoder, jax.nn.one_hot(y[:1], 10))[0]
+
+    @jax.jit
+    def posteriors(x, y):
+        e1, e2 = model.encode(x, y)
+        return m.joint_posterior(model, e1, e2), m.decoder_inputs(model, e1, e2, "image")[0]
+
+    joint, image_only = posteriors(x[0], y[0])
+    mu = np.stack([np.zeros(K), h1[:K], h2[:K]])
+    var = np.stack([np.ones(K), np.exp(h1[K:]), np.exp(h2[K:])])
+    precision = np.sum(1 / var, axis=0)
+    np.testing.assert_allclose(joint.var, 1 / precision, rtol=RTOL)
+    np.testing.assert_allclose(
+        joint.mean, np.sum(mu / var, axis=0) / precision, rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(image_only.var, 1 / (1 + 1 / var[1]), rtol=RTOL)
+
+
+@pytest.mark.parametrize("kind", ["wvae", "wvae_shared"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_w2_term_is_gaussian_w2_diag_of_the_encoder_outputs(rng, kind, jit):
+    model = _model(kind)
+    x, y = _batch(rng)
+    h1 = _head(model.image_encoder, x)
+    h2 = _head(model.label_encoder, jax.nn.one_hot(y, 10))
+    d = K if kind == "wvae" else 2  # the shared coordinates only
+    mean1, var1 = h1[:, :d], np.exp(h1[:, K : K + d])  # the head gives log-variances
+    mean2, var2 = h2[:, :d], np.exp(h2[:, K : K + d])
+    reference = np.sum((mean1 - mean2) ** 2 + (np.sqrt(var1) - np.sqrt(var2)) ** 2, axis=1)
+    library = jax.vmap(al.gaussian_w2_diag)(mean1, var1, mean2, var2)
+    np.testing.assert_allclose(library, reference, rtol=RTOL)
+
+    eps = jnp.asarray(rng.normal(size=(BATCH, 3, K)), jnp.float32)
+
+    def losses(model, weight):
+        fn = lambda x, y, e: m.example_loss(model, x, y, e, w2_weight=weight, label_weight=2.0)
+        return jax.vmap(fn)(x, y, eps)
+
+    fn = jax.jit(losses) if jit else losses
+    with_w2, metrics = fn(model, 3.0)
+    without, _ = fn(model, 0.0)
+    np.testing.assert_allclose(metrics["w2"], reference, rtol=RTOL)
+    np.testing.assert_allclose(with_w2 - without, 3.0 * reference, rtol=1e-4, atol=1e-4)
+    # averaged per example, like the ELBO
+    key = jax.random.PRNGKey(0)
+    mean_loss, batch_metrics = m.batch_loss(model, x, y, key, w2_weight=3.0, label_weight=2.0)
+    np.testing.assert_allclose(batch_metrics["w2"], reference.mean(), rtol=RTOL)
+    assert np.isfinite(float(mean_loss))
+
+
+def test_factorized_loss_has_no_coupling(rng):
+    model = _model("factorized")
+    x, y = _batch(rng)
+    eps = jnp.asarray(rng.normal(size=(3, K)), jnp.float32)
+    loss = lambda w: m.example_loss(model, x[0], y[0], eps, w2_weight=w, label_weight=1.0)
+    assert float(loss(0.0)[0]) == float(loss(100.0)[0])
+    assert float(loss(0.0)[1]["w2"]) > 0  # reported, not used
+
+
+def test_full_covariance_w2_kl_and_gradients(rng):
+    model = _model("wvae_full")
+    x, y = _batch(rng)
+    e1, e2 = jax.vmap(model.encode)(x, y)
+    cov1 = np.asarray(e1.scale, float) @ np.swapaxes(np.asarray(e1.scale, float), 1, 2)
+    cov2 = np.asarray(e2.scale, float) @ np.swapaxes(np.asarray(e2.scale, float), 1, 2)
+    mean1, mean2 = np.asarray(e1.mean, float), np.asarray(e2.mean, float)
+    eps = jnp.asarray(rng.normal(size=(BATCH, 3, K)), jnp.float32)
+    fn = lambda x, y, e: m.example_loss(model, x, y, e, w2_weight=1.0, label_weight=1.0)
+    _, metrics = jax.jit(jax.vmap(fn))(x, y, eps)
+    for i in range(BATCH):
+        ref = _w2_reference(mean1[i], cov1[i], mean2[i], cov2[i])
+        np.testing.assert_allclose(metrics["w2"][i], ref, rtol=1e-4, atol=1e-5)
+        # KL(N(m, S) || N(0, I)) from the covariance, float64
+        kl_ref = 0.5 * (np.trace(cov1[i]) + mean1[i] @ mean1[i] - K - np.linalg.slogdet(cov1[i])[1])
+        g = m.FullGaussian(e1.mean[i], e1.scale[i], e1.log_det[i])
+        np.testing.assert_allclose(m.kl_total(g), kl_ref, rtol=1e-4, atol=1e-5)
+
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    def loss(params):
+        return m.batch_loss(
+            nnx.merge(graphdef, params),
+            x,
+            y,
+            jax.random.PRNGKey(1),
+            w2_weight=1.0,
+            label_weight=1.0,
+        )[0]
+
+    grads = jax.jit(jax.grad(loss))(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_barycenter_is_the_w2_midpoint(rng, enable_x64):
+    k = 3
+    a1, a2 = rng.normal(size=(k, k)), rng.normal(size=(k, k))
+    s1 = np.linalg.cholesky(a1 @ a1.T + 0.5 * np.eye(k))
+    s2 = np.linalg.cholesky(a2 @ a2.T + 0.5 * np.eye(k))
+    m1, m2 = rng.normal(size=k), rng.normal(size=k)
+    full = lambda mu, s: m.FullGaussian(jnp.asarray(mu), jnp.asarray(s), jnp.asarray(0.0))
+    bary = m.barycenter(full(m1, s1), full(m2, s2))
+    cov = np.asarray(bary.scale) @ np.asarray(bary.scale).T
+    c1, c2 = s1 @ s1.T, s2 @ s2.T
+    # McCann's midpoint from SciPy: T = S1^-1/2 (S1^1/2 S2 S1^1/2)^1/2 S1^-1/2
+    r1 = np.real(scipy_linalg.sqrtm(c1))
+    t = np.linalg.solve(r1, np.linalg.solve(r1, np.real(scipy_linalg.sqrtm(r1 @ c2 @ r1))).T)
+    half = 0.5 * (np.eye(k) + t)
+    np.testing.assert_allclose(cov, half @ c1 @ half, rtol=1e-8, atol=1e-10)
+    total = _w2_reference(m1, c1, m2, c2)
+    mid = np.asarray(bary.mean)
+    np.testing.assert_allclose(_w2_reference(mid, cov, m1, c1), total / 4, rtol=1e-7)
+    np.testing.assert_allclose(_w2_reference(mid, cov, m2, c2), total / 4, rtol=1e-7)
+    np.testing.assert_allclose(bary.log_det, np.linalg.slogdet(bary.scale)[1], rtol=1e-10)
+    # log q at a sample, against SciPy's density
+    eps = rng.normal(size=k)
+    z = np.asarray(m.sample(bary, jnp.asarray(eps)))
+    np.testing.assert_allclose(
+        m.log_density_of_sample(bary, jnp.asarray(eps)),
+        scipy_stats.multivariate_normal(mid, cov).logpdf(z),
+        rtol=1e-10,
+    )
+    v1, v2 = rng.uniform(0.1, 2, k), rng.uniform(0.1, 2, k)
+    diag = m.barycenter(m.DiagGaussian(m1, v1), m.DiagGaussian(m2, v2))
+    total = _w2_reference(m1, np.diag(v1), m2, np.diag(v2))
+    np.testing.assert_allclose(
+        _w2_reference(np.asarray(diag.mean), np.diag(np.asarray(diag.var)), m1, np.diag(v1)),
+        total / 4,
+        rtol=1e-5,
+    )
+    eps = rng.normal(size=k)
+    z = np.asarray(m.sample(diag, jnp.asarray(eps)))
+    np.testing.assert_allclose(
+        m.log_density_of_sample(diag, jnp.asarray(eps)),
+        scipy_stats.multivariate_normal(
+            np.asarray(diag.mean), np.diag(np.asarray(diag.var))
+        ).logpdf(z),
+        rtol=1e-5,
+    )
+
+
+def test_shared_model_fills_a_missing_private_part_from_the_prior(rng):
+    model = _model("wvae_shared")
+    x, y = _batch(rng)
+    e1, e2 = model.encode(x[0], y[0])
+    image_in, label_in = m.decoder_inputs(model, e1, e2, "label")
+    np.testing.assert_allclose(image_in.mean[:2], e2.mean[:2])  # shared part from the label
+    np.testing.assert_allclose(image_in.mean[2:], 0.0)  # private image part from the prior
+    np.testing.assert_allclose(image_in.var[2:], 1.0)
+    np.testing.assert_allclose(label_in.mean, e2.mean)
+    q, split = m.joint_proposal(model, e1, e2, m.joint_posterior(model, e1, e2))
+    assert q.mean.shape == (2 + 2 * 2,)
+    zi, zl = split(jnp.arange(6.0))
+    np.testing.assert_array_equal(zi, [0, 1, 2, 3])
+    np.testing.assert_array_equal(zl, [0, 1, 4, 5])
+
+
+def test_likelihoods_against_references(rng):
+    x = rng.uniform(size=7)
+    logits = rng.normal(size=7)
+    p = 1 / (1 + np.exp(-logits))
+    ref = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p))
+    np.testing.assert_allclose(
+        m.bernoulli_log_likelihood(jnp.asarray(logits), jnp.asarray(x)), ref, rtol=RTOL
+    )
+    logits = rng.normal(size=10)
+    ref = scipy_stats.multinomial(1, np.exp(logits) / np.exp(logits).sum()).logpmf(np.eye(10)[3])
+    np.testing.assert_allclose(m.categorical_log_likelihood(jnp.asarray(logits), 3), ref, rtol=RTOL)
