@@ -26,6 +26,7 @@ memory the compiled program allocates besides its arguments and outputs, and on 
 
 from __future__ import annotations
 
+import argparse
 import gc
 import importlib.metadata
 import json
@@ -209,6 +210,39 @@ def jax_device_info() -> dict[str, str]:
 
     dev = jax.devices()[0]
     return {"platform": dev.platform, "device_kind": getattr(dev, "device_kind", "")}
+
+
+# --------------------------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------------------------
+
+
+def cli_parser(doc: str, configs: Sequence[str], default_out: Path) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes; a module adds its own before ``parse_args``.
+
+    ``--config`` (default ``cpu``), ``--quick`` (shorthand for ``--config quick``), ``--out``,
+    and the hidden ``--worker``, ``--inputs``, ``--result``, ``--repeats`` with which the driver
+    starts one method in a fresh process (:func:`run_worker`).
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(configs), default="cpu")
+    parser.add_argument("--quick", action="store_true", help="shorthand for --config quick")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON path (default {default_out})")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
+    return parser
+
+
+def output_path(out: Path | None, config: str, default_out: Path) -> Path:
+    """``out`` if given, else ``default_out`` (cpu) or ``<family>_<config>.json`` beside it."""
+    if out is not None:
+        return out
+    if config == "cpu":
+        return default_out
+    family = default_out.stem.rsplit("_", 1)[0]
+    return default_out.with_name(f"{family}_{config}.json")
 
 
 # --------------------------------------------------------------------------------------------

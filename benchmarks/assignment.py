@@ -222,24 +222,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if ours is not optimal)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
-    parser.add_argument("--quick", action="store_true", help="shorthand for --config quick")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON path (default {DEFAULT_OUT})")
-    # internal: run one method in this process (used by the driver's subprocesses)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser = h.cli_parser(__doc__, CONFIGS, DEFAULT_OUT)
     parser.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         run_method(args.worker, args.batch, args.inputs, args.result, args.repeats)
         return 0
     config = "quick" if args.quick else args.config
-    out = args.out or (
-        DEFAULT_OUT if config == "cpu" else DEFAULT_OUT.with_name(f"assignment_{config}.json")
-    )
+    out = h.output_path(args.out, config, DEFAULT_OUT)
     return 0 if run_benchmark(config, out)["passed"] else 1
 
 

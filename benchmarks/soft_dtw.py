@@ -58,7 +58,6 @@ holds the device allocator's peak above the inputs (``device_peak_mb``).
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import json
 import sys
@@ -485,20 +484,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (1 if the accuracy checks fail)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="cpu")
+    parser = h.cli_parser(__doc__, CONFIGS, DEFAULT_OUT)
     parser.add_argument("--gpu", action="store_true", help="shorthand for --config gpu")
-    parser.add_argument("--quick", action="store_true", help="shorthand for --config quick")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON path (default {DEFAULT_OUT})")
     parser.add_argument("--gamma", type=float, default=GAMMA)
     parser.add_argument(
         "--jobs", type=int, default=None, help="workers at once (default 1; 2 for --quick)"
     )
-    # internal: run one method in this process (used by the driver's subprocesses)
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         run_method(args.worker, args.inputs, args.result, args.repeats, args.gamma)
@@ -506,9 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.gpu and args.quick:
         parser.error("--gpu and --quick are exclusive")
     config = "gpu" if args.gpu else "quick" if args.quick else args.config
-    out = args.out
-    if out is None:
-        out = DEFAULT_OUT if config == "cpu" else DEFAULT_OUT.with_name(f"soft_dtw_{config}.json")
+    out = h.output_path(args.out, config, DEFAULT_OUT)
     payload = run_benchmark(config, out, gamma=args.gamma, jobs=args.jobs)
     return 0 if payload["passed"] else 1
 
