@@ -164,30 +164,30 @@ def _row_potentials(cost, v, col4row):
     return jnp.where(col4row >= 0, tight, 0.0)
 
 
-def _dijkstra_step(cost, u, v, row4col, cols, i, minval, dist, pred, scanned, seen_rows):
+def _dijkstra_step(cost, u, v, cols, i, minval, dist, pred, scanned):
     """Scans row ``i``: relaxes its columns, then settles the nearest unscanned column ``j``."""
-    seen_rows = seen_rows | (jnp.arange(seen_rows.shape[0]) == i)
     reach = minval + cost[i] - u[i] - v
     better = (~scanned) & (reach < dist)
     pred = jnp.where(better, i, pred)
     dist = jnp.where(better, reach, dist)
     low, j = _argmin(jnp.where(scanned, jnp.inf, dist), cols)
     scanned = scanned | (cols == j)
-    return j, low, dist, pred, scanned, seen_rows
+    return j, low, dist, pred, scanned
 
 
-def _dual_update(u, v, col4row, cur, minval, dist, scanned, seen_rows):
+def _dual_update(u, v, col4row, cur, minval, dist, scanned):
     """Potentials after a search from ``cur`` that ended at distance ``minval``: tight again."""
-    rows = jnp.arange(u.shape[0])
     u = u.at[cur].add(minval)
-    u = jnp.where(seen_rows & (rows != cur), u + minval - dist[jnp.maximum(col4row, 0)], u)
+    # The rows scanned besides ``cur`` are the owners of the scanned columns (``cur`` owns none).
+    owned = jnp.maximum(col4row, 0)
+    u = jnp.where((col4row >= 0) & scanned[owned], u + minval - dist[owned], u)
     v = jnp.where(scanned, v - (minval - dist), v)
     return u, v
 
 
 def _solve_nested(cost: jax.Array, rounds: int):
     """One problem: an outer loop over augmentations, each a Dijkstra loop then a path loop."""
-    n, m = cost.shape
+    m = cost.shape[1]
     dtype = cost.dtype
     cols = jnp.arange(m, dtype=jnp.int32)
     v, col4row, row4col = _bidding_rounds(cost, rounds)
@@ -198,11 +198,11 @@ def _solve_nested(cost: jax.Array, rounds: int):
         cur = jnp.argmax(col4row < 0).astype(jnp.int32)
 
         def step(s):
-            i, minval, dist, pred, scanned, seen_rows, _ = s
-            j, low, dist, pred, scanned, seen_rows = _dijkstra_step(
-                cost, u, v, row4col, cols, i, minval, dist, pred, scanned, seen_rows
+            i, minval, dist, pred, scanned, _ = s
+            j, low, dist, pred, scanned = _dijkstra_step(
+                cost, u, v, cols, i, minval, dist, pred, scanned
             )
-            return row4col[j], low, dist, pred, scanned, seen_rows, j
+            return row4col[j], low, dist, pred, scanned, j
 
         search = (
             cur,
@@ -210,15 +210,14 @@ def _solve_nested(cost: jax.Array, rounds: int):
             jnp.full((m,), jnp.inf, dtype),
             jnp.zeros((m,), jnp.int32),
             jnp.zeros((m,), bool),
-            jnp.zeros((n,), bool),
             jnp.int32(0),
         )
         # Stops at a free column (row4col == -1) or when nothing finite is left (infeasible).
-        _, minval, dist, pred, scanned, seen_rows, sink = lax.while_loop(
+        _, minval, dist, pred, scanned, sink = lax.while_loop(
             lambda s: (s[0] >= 0) & jnp.isfinite(s[1]), step, search
         )
         feasible = jnp.isfinite(minval)
-        u, v = _dual_update(u, v, col4row, cur, minval, dist, scanned, seen_rows)
+        u, v = _dual_update(u, v, col4row, cur, minval, dist, scanned)
 
         def flip(a):
             j, row4col, col4row, _ = a
@@ -252,14 +251,14 @@ def _solve_flat(cost: jax.Array, rounds: int):
     inf = jnp.array(jnp.inf, dtype)
 
     def body(s):
-        mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, seen, status = s
+        mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, status = s
         searching = mode == _SEARCH
         # A Dijkstra step (kept when searching).
-        j, low, s_dist, s_pred, s_scanned, s_seen = _dijkstra_step(
-            cost, u, v, row4col, cols, i, minval, dist, pred, scanned, seen
+        j, low, s_dist, s_pred, s_scanned = _dijkstra_step(
+            cost, u, v, cols, i, minval, dist, pred, scanned
         )
         found = row4col[j] < 0
-        s_u, s_v = _dual_update(u, v, col4row, cur, low, s_dist, s_scanned, s_seen)
+        s_u, s_v = _dual_update(u, v, col4row, cur, low, s_dist, s_scanned)
         infeasible = ~jnp.isfinite(low)
         # An augmentation step along the path (kept when augmenting).
         p = pred[sink]
@@ -276,7 +275,6 @@ def _solve_flat(cost: jax.Array, rounds: int):
         dist = jnp.where(searching, s_dist, dist)
         pred = jnp.where(searching, s_pred, pred)
         scanned = jnp.where(searching, s_scanned, scanned)
-        seen = jnp.where(searching, s_seen, seen)
         i = jnp.where(searching, row4col[j], i)
         minval = jnp.where(searching, low, minval)
         sink = jnp.where(searching, j, next_sink)
@@ -294,8 +292,7 @@ def _solve_flat(cost: jax.Array, rounds: int):
         minval = jnp.where(finished, 0.0, minval)
         dist = jnp.where(finished, inf, dist)
         scanned = jnp.where(finished, False, scanned)
-        seen = jnp.where(finished, False, seen)
-        return mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, seen, status
+        return mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, status
 
     free = col4row < 0
     cur = jnp.argmax(free).astype(jnp.int32)
@@ -312,11 +309,10 @@ def _solve_flat(cost: jax.Array, rounds: int):
         jnp.full((m,), jnp.inf, dtype),
         jnp.zeros((m,), jnp.int32),
         jnp.zeros((m,), bool),
-        jnp.zeros((n,), bool),
         jnp.int32(STATUS_OPTIMAL),
     )
     state = lax.while_loop(lambda s: s[0] != _DONE, body, state)
-    return state[7], state[5], state[6], state[13]
+    return state[7], state[5], state[6], state[12]
 
 
 @functools.cache
