@@ -100,9 +100,6 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 REFERENCE = {"single": "ours", "batch": "ott-jax", "online": "ours-dense"}
 OURS = {"single": "ours", "batch": "ours-while", "online": "ours-online"}
-# kept for the smoke test and older callers
-SINGLE_METHODS = SECTIONS["single"]
-BATCH_METHODS = SECTIONS["batch"]
 
 
 def make_points(b: int, n: int, *, scaled: bool, seed: int = SEED) -> tuple[np.ndarray, ...]:

@@ -304,15 +304,6 @@ def train_model(
     return TrainResult(kind, graphdef, state["params"], model_dir, seconds, total)
 
 
-def summary_line(result: TrainResult) -> str:
-    history = read_metrics(result.model_dir)
-    last = history[-1] if history else {}
-    return (
-        f"{result.kind}: {result.steps} steps, {result.seconds:.1f} s of training, final loss "
-        f"{last.get('loss', float('nan')):.3f}"
-    )
-
-
 def config_dict(config: Config) -> dict:
     out = dataclasses.asdict(config)
     out["shared_size"] = config.shared
