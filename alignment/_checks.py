@@ -44,3 +44,32 @@ def check_matrix(arr: jax.Array, name: str) -> None:
         raise ValueError(f"`{name}` must be a 2-D array of shape [t, s], got shape {arr.shape}.")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"`{name}` must be non-empty, got shape {arr.shape} (an empty sequence).")
+
+
+def point_pair(
+    x, y, names: tuple[str, str] = ("x", "y"), *, feature: str = "feature", non_empty: bool = False
+) -> tuple[jax.Array, jax.Array]:
+    """Two point sets ``[n, d]`` and ``[m, d]`` as float arrays of a common dtype.
+
+    Raises ``ValueError`` naming both arguments and their shapes unless both are 2-D with the
+    same ``d`` (and, with ``non_empty``, ``n, m >= 1``).
+    """
+    nx, ny = names
+    x = as_float_array(x, nx)
+    y = as_float_array(y, ny)
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(
+            f"`{nx}` and `{ny}` must be 2-D arrays [n, d] and [m, d], got shapes {x.shape} and "
+            f"{y.shape}."
+        )
+    if non_empty and (x.shape[0] == 0 or y.shape[0] == 0):
+        raise ValueError(
+            f"`{nx}` and `{ny}` must be non-empty, got shapes {x.shape} and {y.shape}."
+        )
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"`{nx}` and `{ny}` must have the same {feature} size d, got {nx}: {x.shape} and "
+            f"{ny}: {y.shape}."
+        )
+    dtype = jnp.result_type(x, y)
+    return x.astype(dtype), y.astype(dtype)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._checks import as_float_array
+from alignment._checks import as_float_array, point_pair
 from alignment._math import safe_norm, safe_sqrt
 
 __all__ = [
@@ -28,21 +28,6 @@ __all__ = [
     "rbf_kernel",
     "squared_euclidean",
 ]
-
-
-def _pair(x, y) -> tuple[jax.Array, jax.Array]:
-    x = as_float_array(x, "x")
-    y = as_float_array(y, "y")
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(
-            f"`x` and `y` must be 2-D arrays [n, d] and [m, d], got shapes {x.shape} and {y.shape}."
-        )
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"`x` and `y` must have the same feature size d, got x: {x.shape} and y: {y.shape}."
-        )
-    dtype = jnp.result_type(x, y)
-    return x.astype(dtype), y.astype(dtype)
 
 
 def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
@@ -69,7 +54,7 @@ def squared_euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.A
       >>> d.shape, d.round(4).tolist()
       ((2, 1), [[1.0], [4.0]])
     """
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     n, m = x.shape[0], y.shape[0]
     if n == 0 or m == 0:
         return jnp.zeros((n, m), x.dtype)
@@ -100,7 +85,7 @@ def euclidean(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
     Returns:
       Array of shape ``[n, m]``.
     """
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     diff = x[:, None, :] - y[None, :, :]
     return safe_sqrt(jnp.sum(diff * diff, axis=-1))
 
@@ -119,7 +104,7 @@ def cosine_similarity(
     Returns:
       Array of shape ``[n, m]``.
     """
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     xn = x / jnp.maximum(safe_norm(x, axis=1, keepdims=True), eps)
     yn = y / jnp.maximum(safe_norm(y, axis=1, keepdims=True), eps)
     return jnp.clip(xn @ yn.T, -1.0, 1.0)  # rounding can step just outside [-1, 1]
@@ -164,7 +149,7 @@ def absolute_difference(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax
         x = x[:, None]
     if y.ndim == 1:
         y = y[:, None]
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     return jnp.sum(jnp.abs(x[:, None, :] - y[None, :, :]), axis=-1)
 
 
@@ -178,7 +163,7 @@ def linear_kernel(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array
     Returns:
       Array of shape ``[n, m]``.
     """
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     return x @ y.T
 
 
@@ -204,7 +189,7 @@ def polynomial_kernel(
     """
     if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < 1:
         raise ValueError(f"`degree` must be a positive int, got {degree!r}.")
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     if gamma is None:
         gamma = 1.0 / x.shape[1]
     gamma = jnp.asarray(gamma, x.dtype)
@@ -225,7 +210,7 @@ def rbf_kernel(
     Returns:
       Array of shape ``[n, m]`` with entries in ``[0, 1]`` (0 only by underflow).
     """
-    x, y = _pair(x, y)
+    x, y = point_pair(x, y)
     if gamma is None:
         gamma = 1.0 / x.shape[1]
     return jnp.exp(-jnp.asarray(gamma, x.dtype) * squared_euclidean(x, y))

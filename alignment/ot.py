@@ -70,7 +70,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from alignment import costs as _costs
-from alignment._checks import as_float_array, check_matrix, check_positive, is_concrete
+from alignment._checks import (
+    as_float_array,
+    check_matrix,
+    check_positive,
+    is_concrete,
+    point_pair,
+)
 
 __all__ = ["SinkhornOutput", "sinkhorn", "sinkhorn_divergence", "sinkhorn_points"]
 
@@ -642,23 +648,6 @@ def _check_int(value, name: str) -> int:
     return int(value)
 
 
-def _points(x, y) -> tuple[jax.Array, jax.Array]:
-    x = as_float_array(x, "x")
-    y = as_float_array(y, "y")
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(
-            f"`x` and `y` must be 2-D arrays [n, d] and [m, d], got shapes {x.shape} and {y.shape}."
-        )
-    if x.shape[0] == 0 or y.shape[0] == 0:
-        raise ValueError(f"`x` and `y` must be non-empty, got shapes {x.shape} and {y.shape}.")
-    if x.shape[1] != y.shape[1]:
-        raise ValueError(
-            f"`x` and `y` must have the same feature size d, got x: {x.shape} and y: {y.shape}."
-        )
-    dtype = jnp.result_type(x, y)
-    return x.astype(dtype), y.astype(dtype)
-
-
 def _setup(
     n, m, dtype, what, a, b, epsilon, tau_a, tau_b, max_iterations, threshold, inner_iterations,
     epsilon_init, epsilon_decay, implicit_diff, implicit_solver, cg_maxiter,
@@ -901,7 +890,7 @@ def sinkhorn_points(
       >>> out.plan is None, round(float(out.transport_cost), 3), bool(out.converged)
       (True, 0.343, True)
     """
-    x, y = _points(x, y)
+    x, y = point_pair(x, y, non_empty=True)
     n, m = x.shape[0], y.shape[0]
     chunk = _check_int(chunk_size, "chunk_size")
     a, b, eps, tau_a, tau_b, thr, eps_init, decay, static = _setup(
@@ -989,7 +978,7 @@ def sinkhorn_divergence(
     """
     if "tau_a" in kwargs or "tau_b" in kwargs:
         raise ValueError("`sinkhorn_divergence` is balanced: `tau_a` / `tau_b` are not accepted.")
-    x, y = _points(x, y)
+    x, y = point_pair(x, y, non_empty=True)
     if a is None:
         a = jnp.full((x.shape[0],), 1.0 / x.shape[0], x.dtype)
     if b is None:

@@ -69,7 +69,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._checks import as_float_array, check_positive, is_concrete
+from alignment._checks import as_float_array, check_positive, is_concrete, point_pair
 
 __all__ = [
     "CycleBackOutput",
@@ -107,21 +107,10 @@ class CycleBackOutput(NamedTuple):
 
 
 def _pair(u, v) -> tuple[jax.Array, jax.Array]:
-    u = as_float_array(u, "u")
-    v = as_float_array(v, "v")
-    if u.ndim != 2 or v.ndim != 2:
-        raise ValueError(
-            f"`u` and `v` must be 2-D arrays [n, d] and [m, d] (frames x features), got shapes "
-            f"{u.shape} and {v.shape}."
-        )
-    if u.shape[1] != v.shape[1]:
-        raise ValueError(
-            f"`u` and `v` must have the same embedding size d, got u: {u.shape} and v: {v.shape}."
-        )
-    if u.shape[0] == 0 or v.shape[0] == 0 or u.shape[1] == 0:
+    u, v = point_pair(u, v, ("u", "v"), feature="embedding", non_empty=True)
+    if u.shape[1] == 0:
         raise ValueError(f"`u` and `v` must be non-empty, got shapes {u.shape} and {v.shape}.")
-    dtype = jnp.result_type(u, v)
-    return u.astype(dtype), v.astype(dtype)
+    return u, v
 
 
 def _check_similarity(similarity: str) -> None:
