@@ -114,7 +114,8 @@ def measure(
       fn: The call to time, without arguments.
       repeats: Number of timed calls; the median is the headline figure.
       setup: Optional preparation run once before the warm-up, e.g. ahead-of-time compilation.
-      warmup: Number of warm-up calls (at least 1).
+      warmup: Number of warm-up calls; 0 for methods with nothing to compile that are too slow
+        to run twice (the one timed call is then also the first).
 
     Returns:
       ``(result of the last call, stats)``; ``stats`` holds ``times_s``, ``median_s``,
@@ -131,7 +132,7 @@ def measure(
     setup_s = time.perf_counter() - t0
     first_call_s = None
     out = None
-    for i in range(max(1, warmup)):
+    for i in range(warmup):
         t0 = time.perf_counter()
         out = fn()
         if i == 0:
@@ -350,6 +351,26 @@ def environment(packages: Sequence[str]) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": versions,
     }
+
+
+MEMORY_HEADERS = ["peak MB", "call MB", "XLA temp MB"]
+
+
+def memory_cells(row: dict[str, Any], xla_spec: str = ".1f") -> list[str]:
+    """The table cells under :data:`MEMORY_HEADERS` for one result row of :func:`measure`."""
+    xla = row.get("xla") or {}
+    return [
+        fmt(row["peak_rss_mb"], ".0f"),
+        fmt(row.get("call_peak_rss_mb"), ".0f"),
+        fmt(xla.get("xla_temp_mb"), xla_spec),
+    ]
+
+
+def save_results(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """:func:`write_json` and say where."""
+    path = write_json(path, payload)
+    print(f"results written to {path}")
+    return path
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> Path:

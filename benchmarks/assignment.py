@@ -194,8 +194,7 @@ def run_benchmark(config: str, out: Path) -> dict[str, Any]:
         "rows": rows,
         "table_markdown": table,
     }
-    path = h.write_json(out, payload)
-    print(f"results written to {path}")
+    h.save_results(out, payload)
     return payload
 
 

@@ -466,8 +466,7 @@ def run_benchmark(config: str, out: Path, jobs: int | None = None) -> dict[str, 
         "rows": rows,
         "table_markdown": table,
     }
-    path = h.write_json(out, payload)
-    print(f"results written to {path}")
+    h.save_results(out, payload)
     return payload
 
 
@@ -483,14 +482,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "Bures^2 err f32",
         "W2^2 err f64",
         "grad err f32",
-        "peak MB",
-        "call MB",
-        "XLA temp MB",
+        *h.MEMORY_HEADERS,
     ]
     lines = []
     for r in rows:
         errs = r["errors"]
-        xla = r.get("xla") or {}
         lines.append(
             [
                 r["section"],
@@ -502,9 +498,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 h.fmt(errs["bures_f32"], ".1e"),
                 h.fmt(errs["value_f64"], ".1e"),
                 h.fmt(errs["grad_f32"], ".1e"),
-                h.fmt(r["peak_rss_mb"], ".0f"),
-                h.fmt(r.get("call_peak_rss_mb"), ".0f"),
-                h.fmt(xla.get("xla_temp_mb"), ".1f"),
+                *h.memory_cells(r, ".1f"),
             ]
         )
     return h.markdown_table(headers, lines)

@@ -220,34 +220,6 @@ def _pot_online(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _measure_once(fn) -> tuple[Any, dict[str, Any]]:
-    """One timed call (no warm-up: NumPy methods have nothing to compile), same keys as
-    ``benchmarks._harness.measure``."""
-    import gc
-    import time
-
-    gc.collect()
-    baseline = h.rss_mb()
-    reset_ok = h.reset_peak_rss()
-    t0 = time.perf_counter()
-    out = fn()
-    elapsed = time.perf_counter() - t0
-    peak = h.peak_rss_mb() - baseline
-    stats = {
-        "times_s": [elapsed],
-        "median_s": elapsed,
-        "min_s": elapsed,
-        "setup_s": 0.0,
-        "first_call_s": elapsed,
-        "baseline_rss_mb": baseline,
-        "peak_rss_mb": peak,
-        "setup_peak_rss_mb": peak,
-        "call_peak_rss_mb": peak if reset_ok else None,
-        "peak_reset_supported": reset_ok,
-    }
-    return out, stats
-
-
 def _pot(cost: np.ndarray) -> dict[str, np.ndarray]:
     import ot
 
@@ -273,9 +245,11 @@ def run_method(spec: str, inputs: Path, result: Path, repeats: int, fixed_iters:
     if name.startswith("pot"):
         import ot  # noqa: F401  (imported before the baseline: its import is not the method's)
     if name == "pot":
-        outputs, stats = _measure_once(lambda: _pot(data["cost"][0]))
+        outputs, stats = h.measure(lambda: _pot(data["cost"][0]), repeats=1, warmup=0)
     elif name == "pot-online":
-        outputs, stats = _measure_once(lambda: _pot_online(data["x"][0], data["y"][0]))
+        outputs, stats = h.measure(
+            lambda: _pot_online(data["x"][0], data["y"][0]), repeats=1, warmup=0
+        )
     else:
         import jax
 
@@ -392,18 +366,16 @@ def run_benchmark(config: str, out: Path) -> dict[str, Any]:
         "rows": rows,
         "table_markdown": table,
     }
-    path = h.write_json(out, payload)
-    print(f"results written to {path}")
+    h.save_results(out, payload)
     return payload
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The Markdown table, one line per section and method."""
     headers = ["section", "config", "method", "median s", "ours/peer", "iters", "marg err",
-               "cost err", "converged", "peak MB", "call MB", "XLA temp MB"]  # fmt: skip
+               "cost err", "converged", *h.MEMORY_HEADERS]  # fmt: skip
     lines = []
     for r in rows:
-        xla = r.get("xla") or {}
         lines.append(
             [
                 r["section"],
@@ -415,9 +387,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 h.fmt(r["marginal_error"], ".1e"),
                 h.fmt(r.get("cost_err"), ".1e"),
                 r["converged"],
-                h.fmt(r["peak_rss_mb"], ".0f"),
-                h.fmt(r.get("call_peak_rss_mb"), ".0f"),
-                h.fmt(xla.get("xla_temp_mb"), ".0f"),
+                *h.memory_cells(r, ".0f"),
             ]
         )
     return h.markdown_table(headers, lines)

@@ -433,8 +433,7 @@ def run_benchmark(
         "float32_rounding": rounding,
         "table_markdown": table,
     }
-    path = h.write_json(out, payload)
-    print(f"results written to {path}")
+    h.save_results(out, payload)
     return payload
 
 
@@ -450,9 +449,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "grad err f32",
         "value err f64",
         "grad err f64",
-        "peak MB",
-        "call MB",
-        "XLA temp MB",
+        *h.MEMORY_HEADERS,
     ]
     on_device = any(r.get("device_peak_mb") is not None for r in rows)
     if on_device:
@@ -460,7 +457,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
         errs = r.get("errors", {})
-        xla = r.get("xla") or {}
         lines.append(
             [
                 r["section"],
@@ -472,9 +468,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 h.fmt(errs.get("grad_f32"), ".1e"),
                 h.fmt(errs.get("value_f64"), ".1e"),
                 h.fmt(errs.get("grad_f64"), ".1e"),
-                h.fmt(r["peak_rss_mb"], ".0f"),
-                h.fmt(r.get("call_peak_rss_mb"), ".0f"),
-                h.fmt(xla.get("xla_temp_mb"), ".0f"),
+                *h.memory_cells(r, ".0f"),
             ]
         )
         if on_device:
