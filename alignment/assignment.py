@@ -350,8 +350,9 @@ def _check_concrete(cost: jax.Array, maximize: bool) -> None:
         return
     c = np.asarray(cost)
     bad_inf = np.inf if maximize else -np.inf
-    if np.isnan(c).any() or (c == bad_inf).any():
-        what = "NaN" if np.isnan(c).any() else f"{bad_inf}"
+    has_nan = bool(np.isnan(c).any())
+    if has_nan or (c == bad_inf).any():
+        what = "NaN" if has_nan else f"{bad_inf}"
         raise ValueError(
             f"`cost` of shape {c.shape} contains {what}; entries must be finite, or "
             f"{'-inf' if maximize else '+inf'} for forbidden pairs."
