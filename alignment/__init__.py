@@ -10,8 +10,8 @@ alignment (:mod:`alignment.attention`); temporal cycle-consistency (:mod:`alignm
 CTC forced alignment (:mod:`alignment.ctc`).
 """
 
-from alignment.assignment import AssignmentOutput, hungarian, linear_assignment
-from alignment.attention import (
+from alignment._src.assignment import AssignmentOutput, hungarian, linear_assignment
+from alignment._src.attention import (
     AttentionOutput,
     HardAttentionOutput,
     additive_attention,
@@ -20,7 +20,8 @@ from alignment.attention import (
     hard_attention,
     masked_softmax,
 )
-from alignment.contrastive import (
+from alignment._src.cca import CCAOutput, cca, cca_transform, dcca_loss, dcca_squared_loss
+from alignment._src.contrastive import (
     chunked_siglip_loss,
     clip_loss,
     infonce_loss,
@@ -31,8 +32,7 @@ from alignment.contrastive import (
     siglip_loss,
     vse_loss,
 )
-from alignment.coordination import CCAOutput, cca, cca_transform, dcca_loss, dcca_squared_loss
-from alignment.costs import (
+from alignment._src.costs import (
     absolute_difference,
     cosine_distance,
     cosine_similarity,
@@ -42,8 +42,9 @@ from alignment.costs import (
     rbf_kernel,
     squared_euclidean,
 )
-from alignment.ctc import ForcedAlignment, ctc_forced_alignment
-from alignment.dtw import (
+from alignment._src.ctc import ForcedAlignment, ctc_forced_alignment
+from alignment._src.ctw import CTWOutput, SoftCTWOutput, ctw, soft_ctw
+from alignment._src.dtw import (
     alignment_to_path,
     dtw,
     dtw_path,
@@ -53,15 +54,15 @@ from alignment.dtw import (
     soft_dtw_divergence,
     soft_dtw_xy,
 )
-from alignment.gaussian import (
+from alignment._src.gaussian import (
     gaussian_w2,
     gaussian_w2_diag,
     gaussian_w2_diag_pairwise,
     gaussian_w2_pairwise,
     gaussian_w2_scale,
 )
-from alignment.ot import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_points
-from alignment.tcc import (
+from alignment._src.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_points
+from alignment._src.tcc import (
     CycleBackOutput,
     cycle_back,
     cycle_consistency_accuracy,
@@ -70,7 +71,6 @@ from alignment.tcc import (
     tcc_batch_loss,
     tcc_loss,
 )
-from alignment.temporal import CTWOutput, SoftCTWOutput, ctw, soft_ctw
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ All values are the **squared** distance ``W2^2``.
 
 1. **full W2 value**, batched over the pairs:
 
-   * ours: ``jit(vmap(alignment.gaussian.gaussian_w2))``;
+   * ours: ``jit(vmap(alignment.gaussian_w2))``;
    * ott-jax: ``jit(vmap(ott.geometry.costs.Bures(dimension=d)))`` on the concatenated
      ``[mean, cov.ravel()]`` vectors (its ``__call__`` is the full ``W2^2``; matrix square roots
      by Newton-Schulz iterations at their default tolerance ``1e-6``);
@@ -98,7 +98,7 @@ JAX_METHODS = {"value:ours", "value:ott-jax", "grad:ours", "diag:ours-diag", "di
 def _ours_value(data):
     import jax
 
-    from alignment.gaussian import gaussian_w2
+    from alignment import gaussian_w2
 
     return jax.jit(jax.vmap(gaussian_w2)), (data["m1"], data["c1"], data["m2"], data["c2"])
 
@@ -117,7 +117,7 @@ def _ott_value(data):
 def _ours_grad(data):
     import jax
 
-    from alignment.gaussian import gaussian_w2
+    from alignment import gaussian_w2
 
     fn = jax.jit(jax.vmap(jax.value_and_grad(gaussian_w2, argnums=(0, 1, 2, 3))))
     return fn, (data["m1"], data["c1"], data["m2"], data["c2"])
@@ -126,7 +126,7 @@ def _ours_grad(data):
 def _ours_diag(data):
     import jax
 
-    from alignment.gaussian import gaussian_w2_diag
+    from alignment import gaussian_w2_diag
 
     return jax.jit(jax.vmap(gaussian_w2_diag)), (data["m1"], data["v1"], data["m2"], data["v2"])
 
@@ -135,7 +135,7 @@ def _ours_full_on_diag(data):
     import jax
     import jax.numpy as jnp
 
-    from alignment.gaussian import gaussian_w2
+    from alignment import gaussian_w2
 
     def fn(m1, v1, m2, v2):
         return gaussian_w2(m1, jnp.diag(v1), m2, jnp.diag(v2))

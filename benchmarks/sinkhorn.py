@@ -18,7 +18,7 @@ Sections:
    rounded to float32 and handed to every dense method; ``epsilon = 0.1`` is then small
    against the cost (a few hundred iterations).
 
-   * ours: ``jit(lambda C: alignment.ot.sinkhorn(C, epsilon=0.1, threshold=1e-3))`` (while
+   * ours: ``jit(lambda C: alignment.sinkhorn(C, epsilon=0.1, threshold=1e-3))`` (while
      loop, L1 column error checked every 10 iterations; blocks of iterations by absorption);
    * ours-online: ``jit(sinkhorn_points(x, y, epsilon=0.1, chunk_size=256))``, the cost
      recomputed in blocks at every iteration (never ``[n, m]``);
@@ -141,7 +141,7 @@ def _summary(out):
 def _ours(batch: bool, fixed_iters: int | None):
     import jax
 
-    from alignment.ot import sinkhorn
+    from alignment import sinkhorn
 
     def one(c):
         kw = {"threshold": None, "max_iterations": fixed_iters} if fixed_iters else {}
@@ -153,7 +153,7 @@ def _ours(batch: bool, fixed_iters: int | None):
 def _ours_online():
     import jax
 
-    from alignment.ot import sinkhorn_points
+    from alignment import sinkhorn_points
 
     def one(x, y):
         out = sinkhorn_points(x, y, epsilon=EPSILON, threshold=THRESHOLD, chunk_size=CHUNK)
@@ -165,8 +165,7 @@ def _ours_online():
 def _ours_dense():
     import jax
 
-    from alignment.costs import squared_euclidean
-    from alignment.ot import sinkhorn
+    from alignment import sinkhorn, squared_euclidean
 
     def one(x, y):
         out = sinkhorn(squared_euclidean(x, y), epsilon=EPSILON, threshold=THRESHOLD)

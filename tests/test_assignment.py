@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 
-from alignment import assignment as A
-from alignment.assignment import hungarian, linear_assignment
+from alignment._src import assignment as A
+from alignment._src.assignment import hungarian, linear_assignment
 from tests.conftest import x64
 
 TOL = 1e-4  # float32 sums of O(100) entries of size O(1)

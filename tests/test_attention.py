@@ -1,4 +1,4 @@
-"""Tests for alignment.attention against float64 NumPy formulas.
+"""Tests for alignment._src.attention against float64 NumPy formulas.
 
 References: the energies ``v^T tanh(W s_i + U f_j + b)`` and ``scale q_i . k_j``, the softmax
 over the unmasked keys and the context, written with explicit loops in NumPy float64;
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from alignment import attention as at
+from alignment._src import attention as at
 from tests.conftest import x64
 
 F32 = 1e-5

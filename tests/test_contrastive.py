@@ -1,4 +1,4 @@
-"""Tests for alignment.contrastive against direct float64 NumPy formulas from the papers.
+"""Tests for alignment._src.contrastive against direct float64 NumPy formulas from the papers.
 
 References: the VSE / VSE++ hinge (including VSE++'s published reduction, a sum over the batch),
 InfoNCE and CLIP's symmetric cross-entropy, SigLIP's pairwise log-sigmoid, each written out in
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from alignment import contrastive as co
+from alignment._src import contrastive as co
 from tests.conftest import x64
 
 F32_RTOL = 1e-5
@@ -339,7 +339,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, PartitionSpec as P
-    from alignment import contrastive as co
+    from alignment._src import contrastive as co
 
     assert jax.device_count() == 8, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("batch",))

@@ -1,4 +1,4 @@
-"""Tests for alignment.costs against independent references.
+"""Tests for alignment._src.costs against independent references.
 
 References: ``scipy.spatial.distance.cdist`` ('sqeuclidean', 'euclidean', 'cosine', 'cityblock')
 and ``sklearn.metrics.pairwise`` (linear, polynomial and RBF kernels, cosine similarity), all in
@@ -80,7 +80,7 @@ def _assert_f32_close(actual, expected):
 
 
 def test_all_public_functions_covered():
-    assert sorted(al.costs.__all__) == sorted(FUNCTIONS)
+    assert sorted(al._src.costs.__all__) == sorted(FUNCTIONS)
 
 
 # ------------------------------------------------------------------------------------------

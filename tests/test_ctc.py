@@ -1,4 +1,4 @@
-"""Tests for alignment.ctc (forced alignment) against brute force and optax's CTC loss.
+"""Tests for alignment._src.ctc (forced alignment) against brute force and optax's CTC loss.
 
 References: enumeration of every frame labelling ``pi`` in ``[0, c)^t`` that collapses to the
 labels (tiny inputs), in float64 NumPy, giving the best path, its log-probability and the CTC
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from jax.test_util import check_grads
 
-from alignment.ctc import ctc_forced_alignment
+from alignment._src.ctc import ctc_forced_alignment
 from tests.conftest import x64
 
 F32 = 1e-5

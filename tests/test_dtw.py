@@ -1,4 +1,4 @@
-"""Tests for alignment.dtw against independent references.
+"""Tests for alignment._src.dtw against independent references.
 
 References: a float64 row-major NumPy dynamic programme and brute force over every warping path
 (tests/references.py), dtw-python (exact DTW and its path), tslearn (soft-DTW value and gradient),

@@ -1,4 +1,4 @@
-"""Tests for alignment.gaussian against independent references.
+"""Tests for alignment._src.gaussian against independent references.
 
 References: closed forms (1-D Gaussians, commuting and diagonal covariances, isotropic pairs and
 their derivatives); SciPy's ``scipy.linalg.sqrtm`` in float64 for full covariances (value, and
@@ -22,7 +22,7 @@ import scipy.linalg
 from hypothesis import given, settings
 from jax.test_util import check_grads
 
-from alignment import gaussian as ga
+from alignment._src import gaussian as ga
 from tests.conftest import x64
 
 F32_RTOL = 1e-5  # float32 closed forms vs a float64 reference, relative

@@ -1,4 +1,4 @@
-"""Tests for alignment.tcc against float64 NumPy formulas and SciPy.
+"""Tests for alignment._src.tcc against float64 NumPy formulas and SciPy.
 
 References: the TCC formulas written directly in NumPy float64 (loops over frames, following
 the paper and the published code's conventions: similarity ``-||a - b||^2 / (d T)``, times

@@ -69,7 +69,7 @@ class FullGaussian(NamedTuple):
     whoever builds the Gaussian: free for the encoder's triangular factor, one LU for the
     barycentre. Keeping it out of the consumers keeps each compiled program to one chain of
     LAPACK calls: two independent batched LAPACK calls in one program can deadlock jaxlib's
-    CPU thread pool (see :mod:`alignment.gaussian`; observed here with jaxlib 0.10 on two cores).
+    CPU thread pool (see `alignment._src.gaussian`; observed here with jaxlib 0.10 on two cores).
     """
 
     mean: jax.Array

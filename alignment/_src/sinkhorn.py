@@ -69,8 +69,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment import costs as _costs
-from alignment._checks import (
+from alignment._src import costs as _costs
+from alignment._src.checks import (
     as_float_array,
     check_matrix,
     check_positive,
@@ -865,8 +865,8 @@ def sinkhorn_points(
       b: Weights of shape ``[m]``, non-negative; ``None`` for uniform ``1 / m``.
       epsilon: Positive entropic regularisation (traced, differentiable); absolute, not relative
         to the cost's scale.
-      cost_fn: Pairwise cost ``(x_block [c, d], y [m, d]) -> [c, m]`` (any of
-        :mod:`alignment.costs`, or your own); default squared Euclidean (not halved).
+      cost_fn: Pairwise cost ``(x_block [c, d], y [m, d]) -> [c, m]`` (a cost
+        function of :mod:`alignment`, or your own); default squared Euclidean (not halved).
       chunk_size: Rows (columns) of the cost computed at once (static). Larger is faster until
         the blocks leave the cache; ``chunk_size * max(n, m)`` floats are live at a time.
       tau_a, tau_b, max_iterations, threshold, inner_iterations, epsilon_init, epsilon_decay,

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._checks import as_float_array, is_concrete
+from alignment._src.checks import as_float_array, is_concrete
 
 __all__ = ["ForcedAlignment", "ctc_forced_alignment"]
 

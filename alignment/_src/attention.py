@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._checks import as_float_array, check_positive, is_concrete
+from alignment._src.checks import as_float_array, check_positive, is_concrete
 
 __all__ = [
     "AttentionOutput",

@@ -74,9 +74,9 @@ from jax import lax
 from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
-from alignment import costs as _costs
-from alignment._checks import as_float_array, is_concrete
-from alignment._math import safe_sqrt
+from alignment._src import costs as _costs
+from alignment._src.checks import as_float_array, is_concrete
+from alignment._src.numerics import safe_sqrt
 
 __all__ = [
     "gaussian_w2",
@@ -503,7 +503,7 @@ def gaussian_w2_pairwise(
 
     Entry ``(i, j)`` is ``gaussian_w2(means1[i], covs1[i], means2[j], covs2[j])``. Each
     covariance is factored once (``n + m`` factorisations, not ``2 n m``), then one values-only
-    SVD per pair; the mean term is :func:`alignment.costs.squared_euclidean`.
+    SVD per pair; the mean term is :func:`alignment.squared_euclidean`.
 
     Numerics: as :func:`gaussian_w2`. Memory is ``O(n * m * d^2)`` (one ``[d, d]`` matrix per
     pair; about six of them in a gradient, with two ``eigh`` per pair): split large sets into
@@ -548,7 +548,7 @@ def gaussian_w2_diag_pairwise(
 
     Entry ``(i, j)`` is ``gaussian_w2_diag(means1[i], vars1[i], means2[j], vars2[j])``: the
     squared Euclidean distance between the vectors ``[mean, sqrt(var)]``, computed by
-    :func:`alignment.costs.squared_euclidean` (one matrix product, no ``[n, m, d]``
+    :func:`alignment.squared_euclidean` (one matrix product, no ``[n, m, d]``
     intermediate). Inputs are **variances**, as in :func:`gaussian_w2_diag`.
 
     Numerics: the expansion ``|x|^2 + |y|^2 - 2 x.y`` runs on inputs centred on their common

@@ -1,4 +1,4 @@
-"""Tests for alignment.coordination (CCA, Deep CCA) against independent float64 references.
+"""Tests for alignment._src.cca (CCA, Deep CCA) against independent float64 references.
 
 References: the generalised symmetric eigenproblem ``[[0, Sxy], [Syx, 0]] w = rho [[Sxx, 0],
 [0, Syy]] w`` solved by ``scipy.linalg.eigh`` in float64; the Linnerud data of scikit-learn
@@ -19,7 +19,7 @@ from jax.test_util import check_grads
 from sklearn.cross_decomposition import CCA as SkCCA
 from sklearn.datasets import load_linnerud
 
-from alignment import coordination as cc
+from alignment._src import cca as cc
 from tests.conftest import x64
 
 F32_RTOL = 1e-5  # float32 closed forms vs a float64 reference

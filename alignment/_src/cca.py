@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alignment._checks import as_float_array, is_concrete
+from alignment._src.checks import as_float_array, is_concrete
 
 __all__ = [
     "CCAOutput",

@@ -1,4 +1,4 @@
-"""Tests for alignment.ot against independent references.
+"""Tests for alignment._src.sinkhorn against independent references.
 
 References: POT (``ot.bregman.sinkhorn_log``, ``ot.unbalanced.sinkhorn_unbalanced``), ott-jax
 (``ott.solvers.linear.solve`` on a ``Geometry``, ``ott.tools.sinkhorn_divergence``), SciPy's
@@ -20,8 +20,8 @@ from ott.solvers import linear
 from ott.tools import sinkhorn_divergence as ott_divergence
 from scipy.optimize import linear_sum_assignment
 
-import alignment.ot as aot
-from alignment.costs import euclidean, squared_euclidean
+from alignment._src import sinkhorn as aot
+from alignment._src.costs import euclidean, squared_euclidean
 from tests.conftest import x64
 
 TIGHT = 1e-10  # solver threshold for float64 reference comparisons

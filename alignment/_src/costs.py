@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._checks import as_float_array, point_pair
-from alignment._math import safe_norm, safe_sqrt
+from alignment._src.checks import as_float_array, point_pair
+from alignment._src.numerics import safe_norm, safe_sqrt
 
 __all__ = [
     "absolute_difference",

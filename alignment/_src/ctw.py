@@ -29,7 +29,7 @@ so its loop never iterates: it returns the path of its first DTW.)
 
 :func:`ctw` starts from the straight path from ``(0, 0)`` to ``(t - 1, s - 1)`` (the uniform
 warping of the paper). :func:`soft_ctw` is the differentiable variant: the hard path is replaced
-by soft-DTW's expected alignment ``E`` (:func:`alignment.dtw.soft_dtw_alignment`), the CCA step
+by soft-DTW's expected alignment ``E`` (:func:`alignment.soft_dtw_alignment`), the CCA step
 takes the singular vectors of ``xw^T E yw``, and the objective is the soft-DTW value of the cost
 above. Soft-DTW is concave in the cost (a soft minimum of linear functions), so this is a
 majorise-minimise loop and its objective also never increases. Its ``value`` is differentiable
@@ -56,10 +56,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alignment import costs as _costs
-from alignment._checks import as_float_array, check_positive, is_concrete
-from alignment.coordination import _check_k, _check_reg, _sign_convention
-from alignment.dtw import dtw_path, soft_dtw
+from alignment._src import costs as _costs
+from alignment._src.cca import _check_k, _check_reg, _sign_convention
+from alignment._src.checks import as_float_array, check_positive, is_concrete
+from alignment._src.dtw import dtw_path, soft_dtw
 
 __all__ = ["CTWOutput", "SoftCTWOutput", "ctw", "soft_ctw"]
 
@@ -76,7 +76,7 @@ class CTWOutput(NamedTuple):
       mean_x: Array of shape ``[dx]``, the mean of ``x`` over its frames.
       mean_y: Array of shape ``[dy]``.
       alignment: Array of shape ``[t, s]``, 1 on the cells of the warping path and 0 elsewhere
-        (:func:`alignment.dtw.alignment_to_path` gives the index pairs).
+        (:func:`alignment.alignment_to_path` gives the index pairs).
       objective: Array of shape ``[max_iter]``, the objective ``J`` after each iteration
         (non-increasing), NaN after the last one.
       n_iter: Integer scalar, the number of iterations run (``1 <= n_iter <= max_iter``).
@@ -244,7 +244,7 @@ def ctw(
         its mean variance (``reg * tr(S) / d``). Whitening scales weak directions (often noise)
         up to unit variance; a larger ``reg`` (``0.1``) damps them.
       max_iter: Static positive int, the most iterations (each one SVD and one DTW).
-      window: Sakoe-Chiba band for the DTW steps, as in :func:`alignment.dtw.dtw`.
+      window: Sakoe-Chiba band for the DTW steps, as in :func:`alignment.dtw`.
       init: Optional initial alignment ``[t, s]`` (a 0/1 path, or any non-negative weights)
         for the first CCA step; the straight path by default. Like the paper's algorithm this
         is a local method: a better start (say, DTW on features known to match) helps.
@@ -335,7 +335,7 @@ def soft_ctw(
     gradient is the derivative of the converged objective in ``x``, ``y`` and ``gamma`` (exact
     at a stationary point; the projections' contribution vanishes there).
 
-    Numerics: as :func:`alignment.dtw.soft_dtw` (the value can be negative; ``gamma -> 0``
+    Numerics: as :func:`alignment.soft_dtw` (the value can be negative; ``gamma -> 0``
     approaches :func:`ctw`'s objective from below). Under ``jit`` a non-positive ``gamma`` or
     ``reg`` is not caught and gives NaN.
 
@@ -347,7 +347,7 @@ def soft_ctw(
       reg: Positive relative ridge, as in :func:`ctw`.
       max_iter: Static positive int, the most iterations.
       tol: Relative decrease of the objective below which the loop stops.
-      window: Sakoe-Chiba band, as in :func:`alignment.dtw.soft_dtw`.
+      window: Sakoe-Chiba band, as in :func:`alignment.soft_dtw`.
       init: Optional initial alignment ``[t, s]``; the straight path by default.
 
     Returns:

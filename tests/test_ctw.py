@@ -1,4 +1,4 @@
-"""Tests for alignment.temporal: canonical time warping, hard and soft.
+"""Tests for alignment._src.ctw: canonical time warping, hard and soft.
 
 References: a real series (tslearn's bundled ``Trace`` data, delay-embedded in 3-D) and a copy
 of it warped by a known monotone map, rotated (or mixed into 5 features) and noised: the
@@ -21,9 +21,9 @@ import pytest
 import scipy.linalg
 from tslearn.datasets import CachedDatasets
 
-from alignment import temporal as cw
-from alignment.costs import squared_euclidean
-from alignment.dtw import dtw_path
+from alignment._src import ctw as cw
+from alignment._src.costs import squared_euclidean
+from alignment._src.dtw import dtw_path
 from tests import references
 from tests.conftest import x64
 

@@ -3,11 +3,12 @@
 Conventions, shared by every function here:
 
 * The input is a cost matrix ``cost: [t, s]`` between a sequence of length ``t`` and one of
-  length ``s`` (build it with :mod:`alignment.costs`, or use the ``*_xy`` helpers that take the
-  sequences and a ``cost_fn``). A path starts at ``(0, 0)``, ends at ``(t - 1, s - 1)`` and moves
+  length ``s`` (build it with a cost function such as ``squared_euclidean``, or use the
+  ``*_xy`` helpers that take the sequences and a ``cost_fn``). A path starts at ``(0, 0)``,
+  ends at ``(t - 1, s - 1)`` and moves
   by ``(1, 0)``, ``(0, 1)`` or ``(1, 1)``: the boundary, continuity and monotonicity constraints.
 * The value is the **sum of the costs on the path** (no normalisation). With the squared
-  Euclidean cost (:func:`alignment.costs.squared_euclidean`, not halved) :func:`dtw` is therefore
+  Euclidean cost (:func:`alignment.squared_euclidean`, not halved) :func:`dtw` is therefore
   DTW *squared*, as in tslearn's ``soft_dtw`` at ``gamma = 0``; take a square root for tslearn's
   ``dtw``.
 * ``window`` is a Sakoe-Chiba band that follows the diagonal of the ``t x s`` rectangle (not the
@@ -53,8 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment import costs as _costs
-from alignment._checks import as_float_array, check_matrix, check_positive, is_concrete
+from alignment._src import costs as _costs
+from alignment._src.checks import as_float_array, check_matrix, check_positive, is_concrete
 
 __all__ = [
     "alignment_to_path",
@@ -408,7 +409,7 @@ def dtw(
       The lecture's example: two utterances 1,1,3,3,2,4 and 1,3,2,2,4,4 align at zero cost.
 
       >>> import jax.numpy as jnp
-      >>> from alignment.costs import absolute_difference
+      >>> from alignment import absolute_difference
       >>> a = jnp.array([1.0, 1, 3, 3, 2, 4]); b = jnp.array([1.0, 3, 2, 2, 4, 4])
       >>> float(dtw(absolute_difference(a, b)))
       0.0
@@ -503,7 +504,7 @@ def soft_dtw(
 
     Examples:
       >>> import jax, jax.numpy as jnp
-      >>> from alignment.costs import squared_euclidean
+      >>> from alignment import squared_euclidean
       >>> x = jnp.linspace(0, 1, 5)[:, None]; y = jnp.linspace(0, 1, 7)[:, None] ** 2
       >>> value, grad = jax.value_and_grad(soft_dtw)(squared_euclidean(x, y), gamma=0.1)
       >>> grad.shape
@@ -553,7 +554,7 @@ def dtw_xy(
 
     Args:
       x: Array of shape ``[t, d]`` (or ``[t]`` with a 1-D cost such as
-        :func:`alignment.costs.absolute_difference`).
+        :func:`alignment.absolute_difference`).
       y: Array of shape ``[s, d]``.
       cost_fn: Maps ``(x, y)`` to a ``[t, s]`` cost; squared Euclidean by default.
       window: As in :func:`dtw`.

@@ -48,7 +48,7 @@ import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from alignment._checks import is_concrete
+from alignment._src.checks import is_concrete
 
 __all__ = [
     "STATUS_INFEASIBLE",

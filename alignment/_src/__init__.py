@@ -1,0 +1,1 @@
+"""Implementation modules, one per algorithm; the public surface is :mod:`alignment`."""
