@@ -30,3 +30,20 @@ def enable_x64():
     """Runs the test with float64 enabled in JAX."""
     with x64():
         yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Writes the bad-input sweep tally (tests/sweep.py) where ALIGNMENT_SWEEP_REPORT says."""
+    import json
+    import os
+
+    path = os.environ.get("ALIGNMENT_SWEEP_REPORT")
+    if not path:
+        return
+    from tests.sweep import COUNTS
+
+    table: dict[str, dict[str, int]] = {}
+    for (function, outcome), count in sorted(COUNTS.items()):
+        table.setdefault(function, {})[outcome] = count
+    with open(path, "w") as fh:
+        json.dump(table, fh, indent=1, sort_keys=True)

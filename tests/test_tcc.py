@@ -18,7 +18,7 @@ import pytest
 from jax.test_util import check_grads
 from scipy.stats import kendalltau
 
-from alignment import tcc
+from alignment._src import tcc
 from tests.conftest import x64
 
 F32 = 2e-5  # float32 against the float64 reference, relative
