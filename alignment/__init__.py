@@ -20,8 +20,21 @@ from alignment._src.attention import (
     hard_attention,
     masked_softmax,
 )
-from alignment._src.cca import CCAOutput, cca, cca_transform, dcca_loss, dcca_squared_loss
+from alignment._src.cca import (
+    CCAOutput,
+    CCATransformOutput,
+    cca,
+    cca_transform,
+    dcca_loss,
+    dcca_squared_loss,
+)
+from alignment._src.checks import ConvergenceWarning
 from alignment._src.contrastive import (
+    CLIP_LOGIT_SCALE_INIT,
+    CLIP_MAX_SCALE,
+    SIGLIP_LOGIT_BIAS_INIT,
+    SIGLIP_LOGIT_SCALE_INIT,
+    VSE_MARGIN,
     chunked_siglip_loss,
     clip_loss,
     infonce_loss,
@@ -42,17 +55,17 @@ from alignment._src.costs import (
     rbf_kernel,
     squared_euclidean,
 )
-from alignment._src.ctc import ForcedAlignment, ctc_forced_alignment
-from alignment._src.ctw import CTWOutput, SoftCTWOutput, ctw, soft_ctw
+from alignment._src.ctc import ForcedAlignmentOutput, ctc_forced_alignment
+from alignment._src.ctw import CTWOutput, ctw, soft_ctw
 from alignment._src.dtw import (
     alignment_to_path,
     dtw,
-    dtw_path,
-    dtw_xy,
+    dtw_alignment,
+    dtw_points,
     soft_dtw,
     soft_dtw_alignment,
     soft_dtw_divergence,
-    soft_dtw_xy,
+    soft_dtw_points,
 )
 from alignment._src.gaussian import (
     gaussian_w2,
@@ -61,9 +74,19 @@ from alignment._src.gaussian import (
     gaussian_w2_pairwise,
     gaussian_w2_scale,
 )
-from alignment._src.sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_divergence, sinkhorn_points
+from alignment._src.pairwise import pairwise
+from alignment._src.retrieval import RetrievalOutput, retrieval_metrics
+from alignment._src.sinkhorn import (
+    SinkhornOutput,
+    SinkhornPointsOutput,
+    barycentric_projection,
+    sinkhorn,
+    sinkhorn_divergence,
+    sinkhorn_points,
+)
 from alignment._src.tcc import (
     CycleBackOutput,
+    SoftNearestNeighborOutput,
     cycle_back,
     cycle_consistency_accuracy,
     kendalls_tau,
@@ -72,21 +95,55 @@ from alignment._src.tcc import (
     tcc_loss,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Names renamed in 0.2.0 (CHANGELOG.md): the old spelling still resolves, with a warning.
+_RENAMED = {
+    "dtw_xy": "dtw_points",
+    "soft_dtw_xy": "soft_dtw_points",
+    "dtw_path": "dtw_alignment",
+    "ForcedAlignment": "ForcedAlignmentOutput",
+    "SoftCTWOutput": "CTWOutput",
+}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        import warnings
+
+        new = _RENAMED[name]
+        warnings.warn(
+            f"alignment.{name} was renamed alignment.{new} in 0.2.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return globals()[new]
+    raise AttributeError(f"module 'alignment' has no attribute {name!r}")
+
 
 __all__ = [
+    "CLIP_LOGIT_SCALE_INIT",
+    "CLIP_MAX_SCALE",
+    "SIGLIP_LOGIT_BIAS_INIT",
+    "SIGLIP_LOGIT_SCALE_INIT",
+    "VSE_MARGIN",
     "AssignmentOutput",
     "AttentionOutput",
     "CCAOutput",
+    "CCATransformOutput",
     "CTWOutput",
+    "ConvergenceWarning",
     "CycleBackOutput",
-    "ForcedAlignment",
+    "ForcedAlignmentOutput",
     "HardAttentionOutput",
+    "RetrievalOutput",
     "SinkhornOutput",
-    "SoftCTWOutput",
+    "SinkhornPointsOutput",
+    "SoftNearestNeighborOutput",
     "absolute_difference",
     "additive_attention",
     "alignment_to_path",
+    "barycentric_projection",
     "cca",
     "cca_transform",
     "chunked_siglip_loss",
@@ -102,8 +159,8 @@ __all__ = [
     "dot_product_attention",
     "doubly_stochastic_penalty",
     "dtw",
-    "dtw_path",
-    "dtw_xy",
+    "dtw_alignment",
+    "dtw_points",
     "euclidean",
     "gaussian_w2",
     "gaussian_w2_diag",
@@ -118,8 +175,10 @@ __all__ = [
     "linear_assignment",
     "linear_kernel",
     "masked_softmax",
+    "pairwise",
     "polynomial_kernel",
     "rbf_kernel",
+    "retrieval_metrics",
     "sharded_clip_loss",
     "sharded_infonce_loss",
     "sharded_siglip_loss",
@@ -131,7 +190,7 @@ __all__ = [
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_divergence",
-    "soft_dtw_xy",
+    "soft_dtw_points",
     "soft_nearest_neighbor",
     "squared_euclidean",
     "tcc_batch_loss",

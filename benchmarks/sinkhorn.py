@@ -18,7 +18,7 @@ Sections:
    rounded to float32 and handed to every dense method; ``epsilon = 0.1`` is then small
    against the cost (a few hundred iterations).
 
-   * ours: ``jit(lambda C: alignment.sinkhorn(C, epsilon=0.1, threshold=1e-3))`` (while
+   * ours: ``jit(lambda C: alignment.sinkhorn(C, epsilon=0.1, tol=1e-3))`` (while
      loop, L1 column error checked every 10 iterations; blocks of iterations by absorption);
    * ours-online: ``jit(sinkhorn_points(x, y, epsilon=0.1, chunk_size=256))``, the cost
      recomputed in blocks at every iteration (never ``[n, m]``);
@@ -31,9 +31,9 @@ Sections:
 
 2. **batch**: ``jit(vmap(...))`` over ``b = 256`` problems ``n = m = 64`` drawn the same way:
 
-   * ours-while: ``sinkhorn(..., threshold=1e-3)`` (under ``vmap`` the loop runs until the
+   * ours-while: ``sinkhorn(..., tol=1e-3)`` (under ``vmap`` the loop runs until the
      slowest member converges, each member frozen once converged, like ott-jax's);
-   * ours-scan: ``sinkhorn(..., threshold=None, max_iterations=FIXED_ITERS)``: a fixed
+   * ours-scan: ``sinkhorn(..., tol=None, max_iters=FIXED_ITERS)``: a fixed
      number of iterations, no convergence test (``FIXED_ITERS`` above the slowest member's
      count, so every member meets the threshold; reported);
    * ott-jax: ``linear.solve(...)`` at ``threshold=1e-3``.
@@ -135,7 +135,7 @@ def regularized_cost_np(plan: np.ndarray, cost: np.ndarray, eps: float) -> float
 
 
 def _summary(out):
-    return out.regularized_cost, out.n_iterations, out.marginal_error, out.converged
+    return out.regularized_cost, out.n_iters, out.marginal_error, out.converged
 
 
 def _ours(batch: bool, fixed_iters: int | None):
@@ -144,8 +144,8 @@ def _ours(batch: bool, fixed_iters: int | None):
     from alignment import sinkhorn
 
     def one(c):
-        kw = {"threshold": None, "max_iterations": fixed_iters} if fixed_iters else {}
-        return _summary(sinkhorn(c, epsilon=EPSILON, **({"threshold": THRESHOLD} | kw)))
+        kw = {"tol": None, "max_iters": fixed_iters} if fixed_iters else {}
+        return _summary(sinkhorn(c, epsilon=EPSILON, **({"tol": THRESHOLD} | kw)))
 
     return jax.jit(jax.vmap(one) if batch else one)
 
@@ -156,7 +156,7 @@ def _ours_online():
     from alignment import sinkhorn_points
 
     def one(x, y):
-        out = sinkhorn_points(x, y, epsilon=EPSILON, threshold=THRESHOLD, chunk_size=CHUNK)
+        out = sinkhorn_points(x, y, epsilon=EPSILON, tol=THRESHOLD, chunk_size=CHUNK)
         return _summary(out)
 
     return jax.jit(one)
@@ -168,7 +168,7 @@ def _ours_dense():
     from alignment import sinkhorn, squared_euclidean
 
     def one(x, y):
-        out = sinkhorn(squared_euclidean(x, y), epsilon=EPSILON, threshold=THRESHOLD)
+        out = sinkhorn(squared_euclidean(x, y), epsilon=EPSILON, tol=THRESHOLD)
         return _summary(out)
 
     return jax.jit(one)

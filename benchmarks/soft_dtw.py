@@ -13,7 +13,7 @@ Sections (float32 inputs, seeded standard-normal ``x: [b, t, d]`` and ``y: [b, s
 1. **soft-DTW value + gradient in x** with the squared Euclidean cost (not halved; the
    convention of tslearn and of ott-jax's ``SoftDTW`` with its default ``SqEuclidean``):
 
-   * ours: ``jit(vmap(value_and_grad(lambda x, y: alignment.soft_dtw_xy(x, y, gamma=gamma))))``;
+   * ours: ``jit(vmap(value_and_grad(lambda x, y: alignment.soft_dtw_points(x, y, gamma=gamma))))``;
    * ott-jax: the same with ``ott.geometry.costs.SoftDTW(gamma=gamma)(x, y)`` (plain autodiff
      through its ``lax.scan``);
    * tslearn: a Python loop over the batch of ``SoftDTW(SquaredEuclidean(x, y), gamma)``:
@@ -111,7 +111,7 @@ def _ours_soft(gamma: float):
     import alignment
 
     def loss(x, y):
-        return alignment.soft_dtw_xy(x, y, gamma=gamma)
+        return alignment.soft_dtw_points(x, y, gamma=gamma)
 
     return jax.jit(jax.vmap(jax.value_and_grad(loss)))
 

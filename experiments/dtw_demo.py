@@ -11,7 +11,7 @@ reports):
    cost aligns at DTW cost 0; the path is printed as ``(i, j)`` index pairs.
 2. ``pairs`` pairs of standardised Trace series (alternately two of the same class and two of
    different classes), each aligned with the squared Euclidean cost: exact DTW value and path
-   (:func:`alignment.dtw_path`), soft-DTW value and expected alignment matrix
+   (:func:`alignment.dtw_alignment`), soft-DTW value and expected alignment matrix
    (:func:`alignment.soft_dtw_alignment`) at ``gamma``, each with and without a Sakoe-Chiba band of
    half-width ``window``, and the soft-DTW divergence (:func:`alignment.soft_dtw_divergence`).
 3. A nearest-neighbour sanity check: DTW between test queries and a few training references per
@@ -125,7 +125,7 @@ def align_pair(x: jax.Array, y: jax.Array, gamma: jax.Array, *, window: int) -> 
     cost = al.squared_euclidean(x, y)
     out = {"cost": cost}
     for suffix, w in (("", None), ("_window", window)):
-        out["dtw" + suffix], out["path" + suffix] = al.dtw_path(cost, window=w)
+        out["dtw" + suffix], out["path" + suffix] = al.dtw_alignment(cost, window=w)
         out["soft_dtw" + suffix] = al.soft_dtw(cost, gamma=gamma, window=w)
         out["soft_alignment" + suffix] = al.soft_dtw_alignment(cost, gamma=gamma, window=w)
         out["divergence" + suffix] = al.soft_dtw_divergence(x, y, gamma=gamma, window=w)
@@ -284,7 +284,7 @@ def plot_lecture(path_png: Path, a, b, cost, path) -> None:
 def lecture_example(out_dir: Path) -> dict:
     a, b = jnp.asarray(LECTURE_A), jnp.asarray(LECTURE_B)
     cost = al.absolute_difference(a, b)
-    value, alignment_matrix = al.dtw_path(cost)
+    value, alignment_matrix = al.dtw_alignment(cost)
     path = al.alignment_to_path(alignment_matrix)
     plot_lecture(out_dir / "lecture_cost_path.png", LECTURE_A, LECTURE_B, cost, path)
     return {"dtw": float(value), "path": [tuple(int(v) for v in p) for p in path]}

@@ -5,68 +5,80 @@ from __future__ import annotations
 import alignment
 
 EXPECTED = {
+    "AssignmentOutput",
+    "AttentionOutput",
     "CCAOutput",
+    "CCATransformOutput",
+    "CLIP_LOGIT_SCALE_INIT",
+    "CLIP_MAX_SCALE",
+    "CTWOutput",
+    "ConvergenceWarning",
+    "CycleBackOutput",
+    "ForcedAlignmentOutput",
+    "HardAttentionOutput",
+    "RetrievalOutput",
+    "SIGLIP_LOGIT_BIAS_INIT",
+    "SIGLIP_LOGIT_SCALE_INIT",
+    "SinkhornOutput",
+    "SinkhornPointsOutput",
+    "SoftNearestNeighborOutput",
+    "VSE_MARGIN",
+    "absolute_difference",
+    "additive_attention",
+    "alignment_to_path",
+    "barycentric_projection",
     "cca",
     "cca_transform",
-    "dcca_loss",
-    "dcca_squared_loss",
     "chunked_siglip_loss",
     "clip_loss",
-    "infonce_loss",
-    "infonce_mi_lower_bound",
-    "sharded_clip_loss",
-    "sharded_infonce_loss",
-    "sharded_siglip_loss",
-    "siglip_loss",
-    "vse_loss",
-    "CTWOutput",
-    "SoftCTWOutput",
-    "ctw",
-    "soft_ctw",
-    "AttentionOutput",
-    "HardAttentionOutput",
-    "additive_attention",
-    "dot_product_attention",
-    "doubly_stochastic_penalty",
-    "hard_attention",
-    "masked_softmax",
-    "CycleBackOutput",
-    "cycle_back",
-    "cycle_consistency_accuracy",
-    "kendalls_tau",
-    "soft_nearest_neighbor",
-    "tcc_batch_loss",
-    "tcc_loss",
-    "ForcedAlignment",
-    "ctc_forced_alignment",
-    "AssignmentOutput",
-    "hungarian",
-    "linear_assignment",
-    "SinkhornOutput",
-    "sinkhorn",
-    "sinkhorn_divergence",
-    "sinkhorn_points",
-    "absolute_difference",
-    "alignment_to_path",
     "cosine_distance",
     "cosine_similarity",
+    "ctc_forced_alignment",
+    "ctw",
+    "cycle_back",
+    "cycle_consistency_accuracy",
+    "dcca_loss",
+    "dcca_squared_loss",
+    "dot_product_attention",
+    "doubly_stochastic_penalty",
     "dtw",
-    "dtw_path",
-    "dtw_xy",
+    "dtw_alignment",
+    "dtw_points",
     "euclidean",
     "gaussian_w2",
     "gaussian_w2_diag",
     "gaussian_w2_diag_pairwise",
     "gaussian_w2_pairwise",
     "gaussian_w2_scale",
+    "hard_attention",
+    "hungarian",
+    "infonce_loss",
+    "infonce_mi_lower_bound",
+    "kendalls_tau",
+    "linear_assignment",
     "linear_kernel",
+    "masked_softmax",
+    "pairwise",
     "polynomial_kernel",
     "rbf_kernel",
+    "retrieval_metrics",
+    "sharded_clip_loss",
+    "sharded_infonce_loss",
+    "sharded_siglip_loss",
+    "siglip_loss",
+    "sinkhorn",
+    "sinkhorn_divergence",
+    "sinkhorn_points",
+    "soft_ctw",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_divergence",
-    "soft_dtw_xy",
+    "soft_dtw_points",
+    "soft_nearest_neighbor",
     "squared_euclidean",
+    "tcc_batch_loss",
+    "tcc_loss",
+    "vse_loss",
 }
 
 
@@ -78,6 +90,12 @@ def test_all_is_pinned():
 def test_every_public_name_resolves_and_is_documented():
     for name in alignment.__all__:
         obj = getattr(alignment, name)
+        if name.isupper():  # documented initial values (CLIP_LOGIT_SCALE_INIT, ...)
+            assert isinstance(obj, float), name
+            continue
+        if isinstance(obj, type) and issubclass(obj, Warning):
+            assert obj.__doc__, name
+            continue
         assert callable(obj), name
         section = "Attributes:" if isinstance(obj, type) else "Args:"
         assert obj.__doc__ and section in obj.__doc__, f"{name} lacks an {section} section"
@@ -94,3 +112,13 @@ def test_library_does_not_import_experiment_stack():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {m.split(".")[0] for m in out.stdout.split()}
     assert not (heavy & loaded), heavy & loaded
+
+
+def test_renamed_names_resolve_with_a_warning():
+    import pytest
+
+    for old, new in alignment._RENAMED.items():
+        with pytest.warns(DeprecationWarning, match=new):
+            assert getattr(alignment, old) is getattr(alignment, new)
+    with pytest.raises(AttributeError):
+        alignment.not_a_name  # noqa: B018

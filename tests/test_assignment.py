@@ -221,7 +221,11 @@ def test_infeasible_status_under_jit_and_vmap(cost):
     for out in (_solve(jnp.asarray(cost)), _member(_batch(cost[None]), 0)):
         assert int(out.status) == A.STATUS_INFEASIBLE
         assert (np.asarray(out.cols) == -1).all()
-        assert float(out.cost) == np.inf
+        assert np.isnan(float(out.cost))
+        assert np.isnan(np.asarray(out.row_potentials)).all()
+        assert np.isnan(np.asarray(out.col_potentials)).all()
+        if cost.shape[0] > cost.shape[1]:
+            assert (np.asarray(out.rows) == -1).all()
 
 
 @pytest.mark.parametrize(
@@ -253,7 +257,7 @@ def test_batch_with_bad_members(rng):
 
 
 def test_bad_shapes():
-    with pytest.raises(ValueError, match=r"2-D array of shape \[n, m\], got shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"`cost`.*2-D array of shape \[n, m\], got \(3,\)"):
         hungarian(jnp.ones(3))
     with pytest.raises(ValueError, match="init_rounds"):
         linear_assignment(jnp.ones((2, 2)), init_rounds=-1)
@@ -315,3 +319,86 @@ def test_float64_batch(rng):
         for b, cost in enumerate(costs):
             rows, cols = linear_sum_assignment(cost)
             np.testing.assert_allclose(float(out.cost[b]), cost[rows, cols].sum(), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 9: compile cache, static options, dtypes and the bad-input policy.
+# --------------------------------------------------------------------------------------------
+
+
+def _count_compiles(fn) -> int:
+    """Number of XLA backend compilations while running ``fn()``."""
+    from jax._src import dispatch
+
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == dispatch.BACKEND_COMPILE_EVENT:
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return count[0]
+
+
+def test_eager_calls_hit_the_compile_cache(rng):
+    """Issue 9: eager ``hungarian`` compiled its loops on every call (0.75 s at n = 100)."""
+    cost = rng.random((100, 100)).astype(np.float32)
+    first = hungarian(cost)
+    size = A._assignment_core._cache_size()
+    assert _count_compiles(lambda: hungarian(cost)) == 0
+    assert _count_compiles(lambda: linear_assignment(rng.random((100, 100)))) == 0
+    assert A._assignment_core._cache_size() == size
+    np.testing.assert_array_equal(np.asarray(first[1]), linear_sum_assignment(cost)[1])
+
+
+@pytest.mark.parametrize("bad", [1.5, True, -1, np.ones(2, int), None])
+def test_init_rounds_must_be_a_static_int(bad):
+    with pytest.raises(ValueError, match="init_rounds"):
+        linear_assignment(np.ones((2, 2)), init_rounds=bad)
+    with pytest.raises(ValueError, match="init_rounds"):
+        jax.jit(lambda c: linear_assignment(c, init_rounds=bad))(jnp.ones((2, 2)))
+
+
+@pytest.mark.parametrize("maximize", [1, "yes", None])
+def test_maximize_must_be_a_bool(maximize):
+    with pytest.raises(ValueError, match="maximize"):
+        linear_assignment(np.ones((2, 2)), maximize=maximize)
+
+
+def test_none_and_complex_cost_raise():
+    with pytest.raises(ValueError, match=r"`cost`.*None"):
+        hungarian(None)
+    with pytest.raises(ValueError, match=r"`cost`.*complex"):
+        linear_assignment(np.ones((2, 2)) + 1j)
+    with pytest.raises(ValueError, match=r"`cost`.*complex"):
+        jax.jit(hungarian)(jnp.ones((2, 2), jnp.complex64))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_solved_in_float32(dtype, rng):
+    cost = rng.random((6, 9)).astype(np.float32)
+    out = linear_assignment(jnp.asarray(cost, dtype))
+    assert out.cost.dtype == out.row_potentials.dtype == out.col_potentials.dtype == dtype
+    c16 = np.asarray(jnp.asarray(cost, dtype).astype(jnp.float32))
+    rows, cols = linear_sum_assignment(c16)
+    np.testing.assert_allclose(float(out.cost), c16[rows, cols].sum(), rtol=1e-2)
+
+
+def test_int_and_bool_costs_become_float():
+    out = linear_assignment(np.array([[True, False], [False, True]]))
+    assert jnp.issubdtype(out.cost.dtype, jnp.floating) and float(out.cost) == 0.0
+
+
+def test_traced_nan_gives_nan_cost_and_gradient():
+    cost = jnp.ones((3, 4)).at[1, 2].set(jnp.nan)
+    grad = jax.jit(jax.grad(lambda c: linear_assignment(c).cost))(cost)
+    assert np.isnan(np.asarray(grad)).all()
+    # A valid member of the same batch keeps its exact gradient (no NaN leaks through `where`).
+    good = jnp.asarray(np.arange(12.0).reshape(3, 4) % 5)
+    grads = jax.vmap(jax.grad(lambda c: linear_assignment(c).cost))(jnp.stack([good, cost]))
+    assert np.isfinite(np.asarray(grads[0])).all() and np.asarray(grads[0]).sum() == 3.0
+    assert np.isnan(np.asarray(grads[1])).all()

@@ -82,7 +82,9 @@ def test_additive_attention_matches_numpy(rng, mask_name, with_bias, jit):
              bias=f32(p["bias"]) if with_bias else None, mask=mask)  # fmt: skip
     full_mask = None if mask is None else np.broadcast_to(mask, (3, 6))
     ctx, alpha, e = ref_attention(_additive_energy(p, with_bias), s, f, vals, full_mask)
-    np.testing.assert_allclose(np.asarray(out.energies), e, rtol=F32, atol=1e-5)
+    keep = np.ones((3, 6), bool) if full_mask is None else full_mask
+    np.testing.assert_allclose(np.asarray(out.energies)[keep], e[keep], rtol=F32, atol=1e-5)
+    assert np.all(np.asarray(out.energies)[~keep] == -np.inf)  # masked energies are -inf
     np.testing.assert_allclose(np.asarray(out.alpha), alpha, rtol=F32, atol=1e-6)
     np.testing.assert_allclose(np.asarray(out.context), ctx, rtol=F32, atol=1e-5)
     sums = np.asarray(out.alpha.sum(1))
@@ -336,3 +338,152 @@ def test_bad_input_raises_clear_errors(rng):
         at.doubly_stochastic_penalty(np.ones((2, 3)), step_mask=np.ones(3, bool))
     with pytest.raises(ValueError, match=r"`region_mask` must be booleans"):
         at.doubly_stochastic_penalty(np.ones((2, 3)), region_mask=np.ones(3))
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: garbage in masked keys/values, reduced precision, scalar checks, NaN policy.
+# ------------------------------------------------------------------------------------------
+
+GARBAGE = [np.nan, np.inf, -np.inf, 1e30]
+
+
+@pytest.mark.parametrize("garbage", GARBAGE)
+@pytest.mark.parametrize("kind", ["dot", "additive"])
+def test_garbage_in_masked_keys_and_values_changes_nothing(rng, garbage, kind):
+    p = {k: jnp.asarray(v, jnp.float32) for k, v in _params(rng, dq=3).items()}
+    q = rng.normal(size=(3, 3)).astype(np.float32)
+    k = rng.normal(size=(6, 3)).astype(np.float32)
+    vals = rng.normal(size=(6, 2)).astype(np.float32)
+    mask = np.array([True, True, False, True, False, False])
+    mask2 = np.broadcast_to(mask, (3, 6)).copy()
+    mask2[2] = False  # and a fully masked row
+
+    def attend(q, k, vals):
+        if kind == "dot":
+            return at.dot_product_attention(q, k, vals, mask=mask2)
+        return at.additive_attention(q, k, vals, mask=mask2, **p)
+
+    def loss(q, k, vals):
+        out = attend(q, k, vals)
+        return jnp.sum(out.context**2) + jnp.sum(out.alpha * jnp.arange(6.0))
+
+    k_bad, v_bad = k.copy(), vals.copy()
+    k_bad[~mask], v_bad[~mask] = garbage, garbage
+    clean, dirty = attend(q, k, vals), attend(q, k_bad, v_bad)
+    for a, b in ((clean.context, dirty.context), (clean.alpha, dirty.alpha)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(dirty.context[2]), 0.0)  # fully masked row
+    np.testing.assert_array_equal(np.asarray(dirty.alpha[2]), 0.0)
+    assert np.all(np.asarray(dirty.energies)[~mask2] == -np.inf)
+    g_clean = jax.grad(loss, argnums=(0, 1, 2))(q, k, vals)
+    g_dirty = jax.grad(loss, argnums=(0, 1, 2))(q, k_bad, v_bad)
+    for a, b in zip(g_clean, g_dirty, strict=True):
+        assert np.all(np.isfinite(np.asarray(b)))
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(g_dirty[1])[~mask], 0.0)
+
+
+def test_nan_in_attended_data_propagates(rng):
+    q, k = rng.normal(size=(2, 3)), rng.normal(size=(4, 3))
+    k[1, 0] = np.nan
+    out = at.dot_product_attention(q, k, mask=np.array([True, True, False, True]))
+    assert np.all(np.isnan(np.asarray(out.context)))
+    grads = jax.grad(lambda q: jnp.sum(at.dot_product_attention(q, k).context))(q)
+    assert np.any(np.isnan(np.asarray(grads)))
+    e = np.array([[0.0, np.nan, 1.0], [0.0, np.inf, 1.0]])
+    alpha = np.asarray(at.masked_softmax(e))
+    assert np.all(np.isnan(alpha[0]))  # NaN energy: its row is NaN
+    np.testing.assert_array_equal(alpha[1], [0.0, 1.0, 0.0])  # +inf takes the row (the limit)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(jnp.float16, 3e-3), (jnp.bfloat16, 2e-2)])
+def test_low_precision_matches_float64(rng, dtype, rtol):
+    n, m, d = 64, 256, 16
+    q = jnp.asarray(rng.normal(size=(n, d)), dtype)
+    k = jnp.asarray(rng.normal(size=(m, d)), dtype)
+    vals = jnp.asarray(rng.normal(size=(m, 4)), dtype)
+    mask = rng.uniform(size=m) > 0.2
+    f64 = lambda x: np.asarray(x, np.float64)
+    out = at.dot_product_attention(q, k, vals, mask=mask)
+    assert out.context.dtype == out.alpha.dtype == out.energies.dtype == dtype
+    full = np.broadcast_to(mask, (n, m))
+    ctx, alpha, _ = ref_attention(lambda a, b: float(a @ b) / 4.0, f64(q), f64(k), f64(vals), full)
+    np.testing.assert_allclose(f64(out.alpha), alpha, rtol=rtol, atol=rtol * 0.05)
+    np.testing.assert_allclose(f64(out.context), ctx, rtol=rtol, atol=rtol)
+    e = jnp.asarray(f64(q) @ f64(k).T, dtype)  # energies in the low precision
+    x = np.where(mask, f64(e), -np.inf)
+    want = np.exp(x - x.max(1, keepdims=True))
+    want /= want.sum(1, keepdims=True)
+    got = at.masked_softmax(e, mask=mask)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(f64(got), want, rtol=rtol, atol=rtol * 0.05)
+    alphas = jnp.asarray(jax.nn.softmax(rng.normal(size=(300, 49)), -1), dtype)
+    pen = at.doubly_stochastic_penalty(alphas)
+    assert pen.dtype == dtype
+    np.testing.assert_allclose(float(pen), ref_penalty(f64(alphas), "sum"), rtol=rtol)
+    hard = at.hard_attention(out.alpha, vals)
+    assert hard.context.dtype == dtype and hard.log_prob.dtype == dtype
+
+
+def test_scale_checks_and_traced_nan(rng):
+    q, k = rng.normal(size=(2, 3)), rng.normal(size=(4, 3))
+    f = jax.jit(lambda s: at.dot_product_attention(q, k, scale=s))
+    for bad in (np.ones(2), np.ones((1, 1))):
+        with pytest.raises(ValueError, match="`scale` must be a scalar"):
+            f(bad)
+    with pytest.raises(ValueError, match="`scale` must be real"):
+        at.dot_product_attention(q, k, scale=1j)
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        out = f(bad)
+        assert all(np.all(np.isnan(np.asarray(x))) for x in out)
+    with pytest.raises(ValueError, match="`keys` must be an array"):
+        at.dot_product_attention(q, None)
+    with pytest.raises(ValueError, match="`keys` must be non-empty"):
+        at.dot_product_attention(q, np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="`target` must be a scalar"):
+        jax.jit(lambda t: at.doubly_stochastic_penalty(np.ones((2, 3)), target=t))(np.ones(2))
+    pen = jax.jit(lambda t: at.doubly_stochastic_penalty(np.ones((2, 3)) / 3, target=t))
+    assert np.isnan(float(pen(-1.0))) and np.isfinite(float(pen(1.0)))
+    with pytest.raises(ValueError, match="`target` must be a finite non-negative"):
+        at.doubly_stochastic_penalty(np.ones((2, 3)), target=-1.0)
+    with pytest.raises(ValueError, match="`straight_through`"):
+        at.hard_attention(np.ones((2, 3)) / 3, np.ones((3, 1)), straight_through="yes")
+
+
+def test_huge_queries_and_keys_do_not_overflow(rng):
+    big = np.float32(2.0**100)
+    q = big * np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)
+    k = big * np.array([[1.0, 1.0], [1.0, -1.0], [0.0, 0.0]], np.float32)
+    out = at.dot_product_attention(q, k, np.eye(3, dtype=np.float32))
+    np.testing.assert_array_equal(np.asarray(out.alpha), [[1, 0, 0], [0, 1, 0]])
+    g = jax.grad(lambda q: jnp.sum(at.dot_product_attention(q, k).context))(q)
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_hard_attention_nan_and_traced_negative(rng):
+    alpha = np.array([[0.2, 0.8, 0.0], [np.nan, 0.5, 0.5]], np.float32)
+    vals = np.array([[1.0], [2.0], [np.nan]], np.float32)  # column 2 never selectable in row 0
+    out = at.hard_attention(alpha[:1], vals)
+    assert out.index.tolist() == [1] and float(out.context[0, 0]) == 2.0
+    out = at.hard_attention(alpha, vals)
+    assert out.index.tolist()[1] == -1 and np.isnan(float(out.log_prob[1]))
+    assert np.isnan(float(out.context[1, 0]))
+    neg = jax.jit(lambda a: at.hard_attention(a, vals[:, :1] * 0 + 1))(-alpha[:1])
+    assert neg.index.tolist() == [-1] and np.isnan(np.asarray(neg.context)).all()
+
+
+def test_penalty_padded_regions_never_read():
+    alphas = np.full((3, 4), 0.25, np.float32)
+    region_mask = np.array([True, True, False, True])
+    step_mask = np.array([True, True, False])
+    dirty = alphas.copy()
+    dirty[:, 2], dirty[2] = np.nan, np.inf
+
+    def pen(a):
+        return at.doubly_stochastic_penalty(a, step_mask=step_mask, region_mask=region_mask)
+
+    np.testing.assert_array_equal(float(pen(dirty)), float(pen(alphas)))
+    g = np.asarray(jax.grad(pen)(dirty))
+    assert np.all(np.isfinite(g)) and np.all(g[:, 2] == 0) and np.all(g[2] == 0)
+    with pytest.raises(ValueError, match="masks every region"):
+        at.doubly_stochastic_penalty(alphas, reduction="mean", region_mask=np.zeros(4, bool))

@@ -174,12 +174,18 @@ def test_cca_rank_deficient_views_are_finite():
 def test_cca_transform_shapes_and_errors(rng):
     x, y = _views(rng)
     out = cc.cca(x, y, k=2)
-    zx, zy = cc.cca_transform(out, x[:7])
-    assert zx.shape == (7, 2) and zy is None
-    zx1, _ = cc.cca_transform(out, x[0])
-    np.testing.assert_allclose(zx1, zx[0], rtol=1e-6)
+    res = cc.cca_transform(out, x[:7], y[:4])
+    assert isinstance(res, cc.CCATransformOutput)
+    assert res.zx.shape == (7, 2) and res.zy.shape == (4, 2)
+    np.testing.assert_allclose(res.zx, (x[:7] - np.asarray(out.mean_x)) @ out.wx, rtol=1e-5)
+    one = cc.cca_transform(out, x[0], y[0])
+    np.testing.assert_allclose(one.zx, res.zx[0], rtol=1e-6)
     with pytest.raises(ValueError, match=r"`y` must have shape \[m, 3\]"):
-        cc.cca_transform(out, y=x)
+        cc.cca_transform(out, x, x)
+    with pytest.raises(ValueError, match="`y` must be an array"):
+        cc.cca_transform(out, x, None)
+    with pytest.raises(ValueError, match="`result` must be the CCAOutput"):
+        cc.cca_transform(tuple(out), x, y)
 
 
 def test_cca_bad_input(rng):
@@ -190,7 +196,7 @@ def test_cca_bad_input(rng):
         cc.cca(x, y, k=4)
     with pytest.raises(ValueError, match="`k`"):
         cc.cca(x, y, k=0)
-    with pytest.raises(ValueError, match="`reg` must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="`reg` must be a finite non-negative number"):
         cc.cca(x, y, reg=-1.0)
     with pytest.raises(ValueError, match="2-D array"):
         cc.cca(x[:, 0], y)
@@ -319,3 +325,128 @@ def test_dcca_bad_input(rng):
         cc.dcca_loss(zx, zy, reg=0.0)
     with pytest.raises(ValueError, match="`reg` must be a finite positive number"):
         cc.dcca_squared_loss(zx, zy, reg=-1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: units, bad values, dtypes, shared numerics.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [1e30, 1e-30])
+def test_cca_is_scale_free_in_float32(rng, c):
+    """Data in units of 1e30 / 1e-30: the covariances would overflow / underflow in float32."""
+    x, y = _views(rng, n=40, dx=4, dy=3)
+    xc, yc = x * np.float32(c), y * np.float32(c)
+    x64_, y64_ = x.astype(np.float64) * c, y.astype(np.float64) * c  # the data as given
+    base = cc.cca(x, y)
+    out = cc.cca(xc, yc)
+    rho, _, _ = _ref_cca(x64_, y64_, 3)  # float64 reference on the rescaled data itself
+    np.testing.assert_allclose(out.correlations, rho, rtol=1e-4)
+    np.testing.assert_allclose(out.correlations, base.correlations, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.wx, np.float64) * c, base.wx, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(out.mean_x, np.float64) / c, x.mean(0), atol=1e-6)
+    z = cc.cca_transform(out, xc, yc)
+    np.testing.assert_allclose(z.zx, cc.cca_transform(base, x, y).zx, rtol=1e-3, atol=1e-3)
+    # reg is absolute: rescaling it by c**2 (outside float32 itself) changes nothing
+    scaled = cc.cca(xc, yc, reg=0.3 * c**2)
+    rho_reg, _, _ = _ref_cca(x64_, y64_, 3, reg=0.3 * c**2)
+    np.testing.assert_allclose(scaled.correlations, rho_reg, rtol=1e-4)
+    np.testing.assert_allclose(scaled.correlations, cc.cca(x, y, reg=0.3).correlations, rtol=1e-4)
+
+
+@pytest.mark.parametrize("c", [1e30, 1e-30])
+@pytest.mark.parametrize("loss", [cc.dcca_loss, cc.dcca_squared_loss])
+def test_dcca_is_scale_free_in_float32(rng, c, loss):
+    x, y = _views(rng, n=40, dx=4, dy=3)
+    xc, yc = x * np.float32(c), y * np.float32(c)
+    x64_, y64_ = x.astype(np.float64) * c, y.astype(np.float64) * c
+    power = 2 if loss is cc.dcca_squared_loss else 1
+    ref = -np.sum(_ref_corr(x64_, y64_, 1e-2 * c**2) ** power)
+    value = loss(xc, yc, reg=1e-2 * c**2)
+    np.testing.assert_allclose(value, ref, rtol=1e-5)
+    np.testing.assert_allclose(value, loss(x, y, reg=1e-2), rtol=1e-5)
+    g = jax.grad(loss)(xc, yc, reg=1e-2 * c**2)
+    g0 = jax.grad(loss)(x, y, reg=1e-2)
+    np.testing.assert_allclose(np.asarray(g, np.float64) * c, g0, rtol=1e-3, atol=1e-5)
+    # a fixed absolute reg: negligible at 1e30, dominant at 1e-30, as in float64
+    ref_fixed = -np.sum(_ref_corr(x64_, y64_, 1e-3) ** power)
+    np.testing.assert_allclose(loss(xc, yc), ref_fixed, rtol=1e-5, atol=1e-30)
+    assert np.all(np.isfinite(np.asarray(jax.grad(loss)(xc, yc))))
+
+
+def test_cca_traced_bad_reg_gives_nan(rng):
+    x, y = _views(rng, n=20)
+    for reg in (-1.0, np.nan, np.inf):
+        out = jax.jit(lambda a, b, r: cc.cca(a, b, reg=r))(x, y, reg)
+        assert all(np.all(np.isnan(np.asarray(leaf))) for leaf in out)
+    for loss in (cc.dcca_loss, cc.dcca_squared_loss):
+        for reg in (0.0, -1.0, np.nan):
+            fn = jax.jit(jax.value_and_grad(lambda a, b, r, loss=loss: loss(a, b, reg=r)))
+            value, _ = fn(x, y, reg)
+            assert np.isnan(float(value))
+        with pytest.raises(ValueError, match="`reg` must be a finite positive number"):
+            loss(x, y, reg=np.nan)
+
+
+def test_bad_static_input_raises_under_jit(rng):
+    x, y = _views(rng, n=20)
+    for fn in (cc.cca, cc.dcca_loss, cc.dcca_squared_loss):
+        with pytest.raises(ValueError, match="`reg` must be a scalar"):
+            jax.jit(lambda a, b, fn=fn: fn(a, b, reg=jnp.ones(2)))(x, y)
+        with pytest.raises(ValueError, match="`reg` must be real"):
+            fn(x, y, reg=1.0 + 1.0j)
+        with pytest.raises(ValueError, match="must be real"):
+            fn(x.astype(np.complex64), y)
+        for k in (1.5, True, np.array(2)):
+            with pytest.raises(ValueError, match="`k` must be None or a Python int"):
+                fn(x, y, k=k)
+        with pytest.raises(ValueError, match="got None"):
+            fn(None, y)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_low_precision_is_computed_in_float32(rng, dtype):
+    x, y = _views(rng, n=40)
+    xl, yl = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    x32, y32 = np.asarray(xl, np.float32), np.asarray(yl, np.float32)
+    out = cc.cca(xl, yl)
+    assert all(leaf.dtype == dtype for leaf in out)
+    np.testing.assert_allclose(
+        np.asarray(out.correlations, np.float32), cc.cca(x32, y32).correlations, rtol=1e-2
+    )
+    for loss in (cc.dcca_loss, cc.dcca_squared_loss):
+        value = loss(xl, yl)
+        assert value.dtype == dtype
+        np.testing.assert_allclose(float(value), float(loss(x32, y32)), rtol=1e-2)
+        assert jax.grad(loss)(xl, yl).dtype == dtype
+    assert cc.cca_transform(out, xl, yl).zx.dtype == dtype
+
+
+def test_nan_in_data_propagates(rng):
+    x, y = _views(rng, n=20)
+    x = x.copy()
+    x[3, 1] = np.nan
+    assert np.all(np.isnan(np.asarray(cc.cca(x, y).correlations)))
+    for loss in (cc.dcca_loss, cc.dcca_squared_loss):
+        value, grad = jax.value_and_grad(loss)(x, y)
+        assert np.isnan(float(value)) and np.any(np.isnan(np.asarray(grad)))
+
+
+def test_shared_numerics():
+    """numerics.rank_tolerance is numpy.linalg.pinv's rule; top_singular_sum's derivative."""
+    from alignment._src import numerics as nm
+
+    s = np.array([3.0, 1.0, 1e-9], np.float32)
+    tol = float(nm.rank_tolerance(jnp.asarray(s), 3)[0])
+    assert tol == pytest.approx(3 * np.finfo(np.float32).eps * 3.0)
+    t = np.random.default_rng(0).normal(size=(4, 3))
+    with x64():
+        for squared in (False, True):
+            value = nm.top_singular_sum(jnp.asarray(t), 2, squared)
+            sv = np.linalg.svd(t, compute_uv=False)[:2]
+            np.testing.assert_allclose(value, np.sum(sv**2 if squared else sv), rtol=1e-12)
+            check_grads(lambda a, sq=squared: nm.top_singular_sum(a, 2, sq), (t,), order=1)
+        # exact powers of two, also past the float32 range in two factors
+        np.testing.assert_array_equal(nm.scale_pow2(jnp.asarray([3.0]), jnp.asarray(-5)), [3 / 32])
+    big = nm.scale_pow2(jnp.asarray([2.0**-100], jnp.float32), jnp.asarray(200))
+    np.testing.assert_array_equal(big, np.float32(2.0**100))

@@ -176,12 +176,12 @@ def test_dense_losses_with_several_positives(rng, name, hardest):
     mask = _ids_mask([0, 0, 1, 2, 2, 2, 3, 4])
     mask[7, 7] = False  # an anchor without any positive is left out of the mean
     kw = _kwargs(name, 2.0, -2.0, hardest)
-    value = DENSE[name](za, zb, mask=mask, **kw)
+    value = DENSE[name](za, zb, positives=mask, **kw)
     expected = _reference(name, za, zb, mask, logit_scale=2.0, logit_bias=-2.0, hardest=hardest)
     np.testing.assert_allclose(value, expected, rtol=F32_RTOL)
     # the identity as an explicit mask is the default
     np.testing.assert_allclose(
-        DENSE[name](za, zb, mask=np.eye(8, dtype=bool), **kw), DENSE[name](za, zb, **kw)
+        DENSE[name](za, zb, positives=np.eye(8, dtype=bool), **kw), DENSE[name](za, zb, **kw)
     )
 
 
@@ -212,14 +212,14 @@ def test_dense_losses_gradients_x64(rng, name):
     mask = _ids_mask([0, 0, 1, 2, 2])
     with x64():
         if name == "vse":
-            fn = jax.jit(lambda a, b: co.vse_loss(a, b, margin=0.5, mask=mask))
+            fn = jax.jit(lambda a, b: co.vse_loss(a, b, margin=0.5, positives=mask))
             args = (za, zb)
         elif name == "siglip":
             fn = jax.jit(lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c))
             args = (za, zb, 1.2, -1.0)
         else:
             loss = getattr(co, f"{name}_loss")
-            fn = jax.jit(lambda a, b, s, loss=loss: loss(a, b, logit_scale=s, mask=mask))
+            fn = jax.jit(lambda a, b, s, loss=loss: loss(a, b, logit_scale=s, positives=mask))
             args = (za, zb, 1.2)
         check_grads(fn, args, order=1, atol=GRAD_X64, modes=("rev",))
 
@@ -288,7 +288,9 @@ def test_chunked_siglip_equals_unchunked_value_and_gradient_x64(rng, ids):
     with x64():
         dense = jax.jit(
             jax.value_and_grad(
-                lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c, mask=mask),
+                lambda a, b, s, c: co.siglip_loss(
+                    a, b, logit_scale=s, logit_bias=c, positives=mask
+                ),
                 argnums,
             )
         )
@@ -371,7 +373,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
           lambda a, b, s, c: co.clip_loss(a, b, logit_scale=s), None)
     check("siglip", lambda a, b, axis_name, ids, s, c: co.sharded_siglip_loss(
               a, b, axis_name=axis_name, ids=ids, logit_scale=s, logit_bias=c),
-          lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c, mask=mask), ids)
+          lambda a, b, s, c: co.siglip_loss(a, b, logit_scale=s, logit_bias=c, positives=mask), ids)
 
     # A data-parallel step: the gradient in replicated parameters (a projection W and the
     # logit scale), taken inside shard_map, is already the global batch's (no psum needed).
@@ -400,7 +402,7 @@ _SHARDED_SCRIPT = textwrap.dedent(
     f = jax.jit(jax.shard_map(
         lambda a, b, i: co.sharded_infonce_loss(a, b, axis_name="batch", ids=i), mesh=mesh,
         in_specs=(P("batch"), P("batch"), P("batch")), out_specs=P()))
-    np.testing.assert_allclose(f(za, zb, ids), co.infonce_loss(za, zb, mask=mask), rtol=1e-12)
+    np.testing.assert_allclose(f(za, zb, ids), co.infonce_loss(za, zb, positives=mask), rtol=1e-12)
     print("sharded ok")
     """
 )
@@ -439,7 +441,7 @@ def test_sharded_single_device_mesh_in_process(rng):
         out_specs=P(),
     )
     np.testing.assert_allclose(
-        f(za, zb, ids), co.siglip_loss(za, zb, mask=_ids_mask(ids)), rtol=F32_RTOL
+        f(za, zb, ids), co.siglip_loss(za, zb, positives=_ids_mask(ids)), rtol=F32_RTOL
     )
 
 
@@ -456,17 +458,159 @@ def test_bad_input(rng):
         co.siglip_loss(za, zb[:, :3])
     with pytest.raises(ValueError, match="2-D array"):
         co.infonce_loss(za[0], zb[0])
-    with pytest.raises(ValueError, match=r"`mask` must have shape \[b, b\]"):
-        co.clip_loss(za, zb, mask=np.eye(5, dtype=bool))
+    with pytest.raises(ValueError, match=r"`positives` must have shape \[b, b\]"):
+        co.clip_loss(za, zb, positives=np.eye(5, dtype=bool))
     with pytest.raises(ValueError, match="no positive pair"):
-        co.infonce_loss(za, zb, mask=np.zeros((8, 8), bool))
-    with pytest.raises(ValueError, match="`margin` must be >= 0"):
+        co.infonce_loss(za, zb, positives=np.zeros((8, 8), bool))
+    with pytest.raises(ValueError, match="`margin` must be a finite non-negative"):
         co.vse_loss(za, zb, margin=-0.1)
     with pytest.raises(ValueError, match="`max_scale` must be a finite positive number"):
         co.clip_loss(za, zb, max_scale=0.0)
     with pytest.raises(ValueError, match="`logit_scale` must be a scalar"):
         co.clip_loss(za, zb, logit_scale=np.ones(2))
-    with pytest.raises(ValueError, match="`chunk_size` must be a positive int"):
+    with pytest.raises(ValueError, match="`chunk_size` must be an int >= 1"):
         co.chunked_siglip_loss(za, zb, chunk_size=0)
     with pytest.raises(ValueError, match=r"`ids` must be an integer array of shape \[b\]"):
         co.chunked_siglip_loss(za, zb, chunk_size=4, ids=np.zeros(8))
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: reduced precision, positives/ids, scalar checks, the NaN policy, float32 range.
+# ------------------------------------------------------------------------------------------
+
+LOW = [(jnp.float16, 2e-3), (jnp.bfloat16, 1.6e-2)]
+
+
+def _low_precision_cases():
+    b = 256
+    rng = np.random.default_rng(9)
+    za, zb = _embeddings(rng, b=b, k=16)
+    s = math.log(10.0)
+    return za, zb, [
+        ("siglip", lambda a, c: co.siglip_loss(a, c, logit_scale=s, logit_bias=0.0),
+         lambda a, c: _ref_siglip(a, c, 10.0, 0.0)),
+        ("chunked", lambda a, c: co.chunked_siglip_loss(a, c, chunk_size=64, logit_scale=s,
+                                                        logit_bias=0.0),
+         lambda a, c: _ref_siglip(a, c, 10.0, 0.0)),
+        ("clip", lambda a, c: co.clip_loss(a, c), lambda a, c: _ref_clip(a, c, 1 / 0.07)),
+        ("infonce", lambda a, c: co.infonce_loss(a, c), lambda a, c: _ref_infonce(a, c, 1 / 0.07)),
+        ("mi", lambda a, c: co.infonce_mi_lower_bound(a, c, logit_scale=s),
+         lambda a, c: math.log(b) - _ref_infonce(a, c, 10.0)),
+        ("vse", lambda a, c: co.vse_loss(a, c), lambda a, c: _ref_vse(a, c, 0.2, False)),
+        ("vse_hardest", lambda a, c: co.vse_loss(a, c, hardest=True),
+         lambda a, c: _ref_vse(a, c, 0.2, True)),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), LOW)
+def test_low_precision_losses_at_b256_match_float64(dtype, rtol):
+    """float16 SigLIP at b = 256 used to sum 65536 terms in float16 and return inf."""
+    za, zb, cases = _low_precision_cases()
+    a, c = jnp.asarray(za, dtype), jnp.asarray(zb, dtype)
+    a64, c64 = np.asarray(a, np.float64), np.asarray(c, np.float64)
+    for name, fn, ref in cases:
+        value = fn(a, c)
+        assert value.dtype == dtype, name
+        np.testing.assert_allclose(float(value), ref(a64, c64), rtol=rtol, err_msg=name)
+    g = jax.grad(lambda x: co.siglip_loss(x, c, logit_bias=0.0))(a)
+    assert g.dtype == dtype and np.all(np.isfinite(np.asarray(g, np.float32)))
+
+
+def test_sharded_low_precision_single_device(rng):
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:1]), ("batch",))
+    za, zb = _embeddings(rng, b=256, k=16)
+    a, c = jnp.asarray(za, jnp.float16), jnp.asarray(zb, jnp.float16)
+    f = jax.shard_map(
+        lambda x, y: co.sharded_siglip_loss(x, y, axis_name="batch", logit_bias=0.0),
+        mesh=mesh, in_specs=(P("batch"), P("batch")), out_specs=P(),
+    )  # fmt: skip
+    value = f(a, c)
+    assert value.dtype == jnp.float16
+    ref = _ref_siglip(np.asarray(a, np.float64), np.asarray(c, np.float64), 10.0, 0.0)
+    np.testing.assert_allclose(float(value), ref, rtol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["infonce", "clip", "siglip", "vse"])
+def test_ids_equal_positives_in_every_dense_loss(rng, name):
+    za, zb = _embeddings(rng)
+    ids = np.array([0, 0, 1, 2, 2, 2, 3, 4])
+    kw = _kwargs(name, 1.1, -1.0, False)
+    fn = getattr(co, f"{name}_loss")
+    np.testing.assert_allclose(
+        fn(za, zb, ids=ids, **kw), fn(za, zb, positives=_ids_mask(ids), **kw), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="either `positives`"):
+        fn(za, zb, ids=ids, positives=_ids_mask(ids), **kw)
+    with pytest.raises(TypeError):
+        fn(za, zb, mask=_ids_mask(ids), **kw)  # `mask` is attention's word only
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda a, b, v: co.clip_loss(a, b, logit_scale=v), "logit_scale"),
+        (lambda a, b, v: co.infonce_loss(a, b, max_scale=v), "max_scale"),
+        (lambda a, b, v: co.siglip_loss(a, b, logit_bias=v), "logit_bias"),
+        (lambda a, b, v: co.vse_loss(a, b, margin=v), "margin"),
+        (lambda a, b, v: co.chunked_siglip_loss(a, b, chunk_size=4, logit_scale=v), "logit_scale"),
+        (lambda a, b, v: co.infonce_mi_lower_bound(a, b, logit_scale=v), "logit_scale"),
+    ],
+)
+def test_scalar_parameters_checked_even_under_jit(rng, call, name):
+    za, zb = _embeddings(rng)
+    jitted = jax.jit(call)
+    for bad in (np.ones(2), np.ones((1, 1))):
+        with pytest.raises(ValueError, match=f"`{name}` must be a scalar"):
+            jitted(za, zb, bad)
+    with pytest.raises(ValueError, match=f"`{name}` must be real"):
+        call(za, zb, 1.0 + 1.0j)
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        call(za, zb, float("nan"))  # concrete: raises
+    assert np.isnan(float(jitted(za, zb, jnp.nan)))  # traced: NaN, never a plausible number
+
+
+def test_traced_bad_values_give_nan(rng):
+    za, zb = _embeddings(rng)
+    assert np.isnan(float(jax.jit(lambda m: co.vse_loss(za, zb, margin=m))(-0.1)))
+    assert np.isnan(float(jax.jit(lambda s: co.clip_loss(za, zb, max_scale=s))(0.0)))
+    no_pos = jax.jit(lambda p: co.infonce_loss(za, zb, positives=p))(np.zeros((8, 8), bool))
+    assert np.isnan(float(no_pos))
+    with pytest.raises(ValueError, match="`za` must be an array"):
+        co.clip_loss(None, zb)
+    with pytest.raises(ValueError, match="`zb` must be real"):
+        co.siglip_loss(za, zb.astype(np.complex64))
+    with pytest.raises(ValueError, match="`chunk_size` must be a Python int"):
+        co.chunked_siglip_loss(za, zb, chunk_size=1.5)
+    with pytest.raises(ValueError, match="`positives` must be boolean"):
+        co.clip_loss(za, zb, positives=np.eye(8))
+
+
+def test_nan_embedding_propagates_to_value_and_gradient(rng):
+    za, zb = _embeddings(rng)
+    za[2, 1] = np.nan
+    for fn in (co.clip_loss, co.siglip_loss, co.vse_loss):
+        value, grads = jax.value_and_grad(fn, argnums=(0, 1))(za, zb)
+        assert np.isnan(float(value)) and any(np.any(np.isnan(np.asarray(g))) for g in grads)
+
+
+def test_huge_embeddings_do_not_overflow_into_nan():
+    """1e30 rows with mixed signs: the dot products (1e60) used to overflow to inf - inf."""
+    z = np.float32(2.0**100) * np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)  # 1.3e30
+    for fn, want in (
+        (co.clip_loss, 0.0),
+        (co.infonce_loss, 0.0),
+        (co.vse_loss, 0.0),
+        (lambda a, b: co.siglip_loss(a, b, logit_bias=-1.0), math.log1p(math.exp(-1.0))),
+        (lambda a, b: co.chunked_siglip_loss(a, b, chunk_size=1, logit_bias=-1.0),
+         math.log1p(math.exp(-1.0))),
+    ):  # fmt: skip
+        value, grad = jax.value_and_grad(fn)(z, z)
+        np.testing.assert_allclose(float(value), want, atol=1e-6)
+        assert np.all(np.isfinite(np.asarray(grad)))
+    # A huge logit scale without a clamp (exp overflows float32) gives the limit, not NaN.
+    small = np.eye(3, dtype=np.float32)
+    value, g = jax.value_and_grad(lambda s: co.siglip_loss(small, small, logit_scale=s))(200.0)
+    assert np.isfinite(float(value)) and np.isfinite(float(g))

@@ -404,8 +404,8 @@ _RBF = jax.jit(lambda x, y, gamma: al.rbf_kernel(x, y, gamma=gamma))
 @given(_set(4), _set(5), st.sampled_from([0.1, 1.0 / 3.0, 1.0]))
 def test_property_rbf_in_unit_interval_symmetric_one_on_diagonal(x, y, gamma):
     k = np.asarray(_RBF(x, y, gamma))
-    # exp(-gamma * 36 * d) does not underflow in float32 for these ranges, so k > 0 strictly.
-    assert ((k > 0) & (k <= 1)).all()
+    # exp(-gamma * 36 * d) can underflow to 0 in float32 (d = 3, gamma = 1: exp(-108)).
+    assert ((k >= 0) & (k <= 1)).all()
     np.testing.assert_allclose(k, np.asarray(_RBF(y, x, gamma)).T, rtol=0, atol=F32_ATOL)
     np.testing.assert_allclose(np.diag(np.asarray(_RBF(x, x, gamma))), 1.0, rtol=0, atol=F32_ATOL)
 
@@ -437,3 +437,135 @@ def test_polynomial_degree_accepts_numpy_ints_and_rejects_bools():
     )
     with pytest.raises(ValueError, match="`degree`"):
         al.polynomial_kernel(x, x, degree=True)
+
+
+# ------------------------------------------------------------------------------------------
+# (g) Issue 9: non-finite rows, float32 range, hyperparameter policy, dtypes.
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 1e30])
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_one_bad_row_changes_only_its_own_entries(name, bad, rng):
+    """A non-finite or huge row of x used to poison every pair (global mean, augmented
+    product); now entry (i, j) depends on x[i] and y[j] only."""
+    x, y = _points(rng, 4, 5, 3, np.float32)
+    xb = x.copy()
+    xb[2, 1] = bad
+    clean = np.asarray(JITTED[name](x, y))
+    out = np.asarray(JITTED[name](xb, y))
+    rows = [0, 1, 3]
+    _assert_f32_close(out[rows], clean[rows])
+    if np.isnan(bad):
+        assert np.isnan(out[2]).all()
+
+
+@pytest.mark.parametrize(
+    "name", ["squared_euclidean", "euclidean", "rbf_kernel", "cosine_distance"]
+)
+def test_nan_in_real_row_propagates_to_gradient(name, rng):
+    x, y = _points(rng, 3, 4, 2, np.float32)
+    x[1, 0] = np.nan
+    gx = jax.grad(lambda a: FUNCTIONS[name](a, y).sum())(x)
+    assert np.isnan(np.asarray(gx[1])).any()
+
+
+def test_squared_euclidean_overflow_is_inf_not_nan():
+    """Near 1e30 the true squared distance overflows float32: inf, never NaN; coinciding huge
+    points are at distance 0 and moderately huge ones get the right (finite) value."""
+    x = np.array([[1e30, 0.0], [3e18, 0.0]], np.float32)
+    y = np.array([[1e30, 0.0], [0.0, 0.0], [-1e30, 1.0], [3.5e18, 0.0]], np.float32)
+    out = np.asarray(al.squared_euclidean(x, y))
+    assert not np.isnan(out).any()
+    assert out[0, 0] == 0.0 and np.isinf(out[0, 1]) and np.isinf(out[0, 2])
+    expected = cdist(x.astype(np.float64), y.astype(np.float64), "sqeuclidean")
+    np.testing.assert_allclose(al.euclidean(x, y), np.sqrt(expected), rtol=1e-5)
+    expected = np.where(expected > np.finfo(np.float32).max, np.inf, expected)  # float32 range
+    np.testing.assert_allclose(out[1], expected[1], rtol=1e-5)
+
+
+def test_euclidean_propagates_nan_and_handles_extreme_scales():
+    out = np.asarray(al.euclidean(np.array([[np.nan, 0.0]]), np.array([[1.0, 0.0]])))
+    assert np.isnan(out).all()  # used to be 0 (safe_sqrt mapped NaN to 0)
+    for scale in [1e30, 1e-30]:
+        got = al.euclidean(np.array([[3.0, 0.0]]) * scale, np.array([[0.0, 4.0]]) * scale)
+        np.testing.assert_allclose(got, [[5.0 * scale]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e20, 1e-6])
+def test_cosine_similarity_of_huge_and_tiny_vectors(scale, rng):
+    """It used to return 0 for huge vectors (the norm overflowed before normalising). Norms
+    below ``eps`` follow the zero-vector convention instead (tested above)."""
+    x, y = _points(rng, 3, 4, 5, np.float64)
+    expected = skp.cosine_similarity(x, y)
+    got = al.cosine_similarity((x * scale).astype(np.float32), (y * scale).astype(np.float32))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("fn", "kw"),
+    [
+        (al.rbf_kernel, "gamma"),
+        (al.polynomial_kernel, "gamma"),
+        (al.cosine_similarity, "eps"),
+        (al.cosine_distance, "eps"),
+    ],
+)
+@pytest.mark.parametrize("value", [0.0, -1.0, np.nan, np.inf])
+def test_bad_hyperparameter_raises_eagerly_and_is_nan_under_jit(fn, kw, value):
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=f"`{kw}`"):
+        fn(x, x, **{kw: value})
+    out = jax.jit(lambda v: fn(x, x, **{kw: v}))(value)
+    assert np.isnan(np.asarray(out)).all()
+    with pytest.raises(ValueError, match=f"`{kw}`"):
+        jax.jit(lambda v: fn(x, x, **{kw: v}))(jnp.array([1.0, 2.0]))
+
+
+def test_polynomial_coef0_must_be_finite():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="`coef0`"):
+        al.polynomial_kernel(x, x, coef0=np.nan)
+    assert np.isnan(
+        np.asarray(jax.jit(lambda c: al.polynomial_kernel(x, x, coef0=c))(np.inf))
+    ).all()
+
+
+def test_zero_features_accepted_by_every_function():
+    """d = 0: the kernels used to raise ZeroDivisionError (gamma = 1 / d); every vector is now
+    the zero vector, and the default gamma is 1."""
+    x, y = np.zeros((2, 0), np.float32), np.zeros((3, 0), np.float32)
+    expected = {
+        "squared_euclidean": 0.0,
+        "euclidean": 0.0,
+        "cosine_similarity": 0.0,
+        "cosine_distance": 1.0,
+        "absolute_difference": 0.0,
+        "linear_kernel": 0.0,
+        "polynomial_kernel": 1.0,
+        "rbf_kernel": 1.0,
+    }
+    for name, value in expected.items():
+        out = FUNCTIONS[name](x, y)
+        assert out.shape == (2, 3)
+        np.testing.assert_array_equal(out, value)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_complex_inputs_raise(name):
+    z = np.ones((2, 3), np.complex64)
+    with pytest.raises(ValueError, match="complex"):
+        FUNCTIONS[name](z, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="complex"):
+        jax.jit(FUNCTIONS[name])(np.ones((2, 3)), z)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_half_precision_computed_in_float32_and_returned_in_input_dtype(name, dtype, rng):
+    x, y = _points(rng, 3, 4, 5, np.float32)
+    xh, yh = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+    out = FUNCTIONS[name](xh, yh)
+    assert out.dtype == dtype
+    want = FUNCTIONS[name](np.asarray(xh, np.float32), np.asarray(yh, np.float32))
+    np.testing.assert_allclose(np.asarray(out, np.float32), want, rtol=1e-2, atol=1e-2)

@@ -238,3 +238,118 @@ def test_bad_input_raises_clear_errors():
     # Padding beyond l_valid is not validated (it is never read).
     out = ctc_forced_alignment(lp, np.array([1, 0, 0]), lengths=(3, 1))
     assert out.label_index.tolist().count(0) >= 1
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: the bad-input policy.
+# ------------------------------------------------------------------------------------------
+
+_traced_fn = jax.jit(lambda lp, y, tl, ll: ctc_forced_alignment(lp, y, lengths=(tl, ll)))
+
+
+def _assert_policy_nan(out):
+    assert np.isnan(float(out.log_prob))
+    assert np.all(np.isnan(np.asarray(out.frame_log_probs)))
+    assert out.tokens.tolist() == [-1] * out.tokens.shape[0]
+    assert out.label_index.tolist() == [-1] * out.label_index.shape[0]
+
+
+@pytest.mark.parametrize(
+    ("labels", "t_valid", "l_valid"),
+    [
+        ([0, 1], 4, 2),  # the blank inside the valid labels
+        ([1, -1], 4, 2),  # -1 inside the valid labels
+        ([1, 3], 4, 2),  # no such class
+        ([1, 2], 5, 2),  # t_valid beyond the frames
+        ([1, 2], 0, 2),  # no frame
+        ([1, 2], 4, 3),  # l_valid beyond the labels
+        ([1, 2], 4, -1),
+    ],
+)
+def test_traced_bad_labels_and_lengths_give_nan(rng, labels, t_valid, l_valid):
+    lp = _log_probs(rng, 4, 3)
+    _assert_policy_nan(_traced_fn(lp, np.asarray(labels, np.int32), t_valid, l_valid))
+    fn = jax.jit(lambda y: ctc_forced_alignment(lp, y))
+    if (t_valid, l_valid) == (4, 2):  # bad labels, no lengths: traced labels alone
+        _assert_policy_nan(fn(np.asarray(labels, np.int32)))
+
+
+def test_traced_garbage_in_label_padding_is_ignored(rng):
+    lp = _log_probs(rng, 4, 3)
+    ref = ctc_forced_alignment(lp, np.array([1, 2], np.int32))
+    for pad in (0, -1, 7):  # blank, -1, no class: past l_valid, never read
+        out = _traced_fn(lp, np.array([1, 2, pad], np.int32), 4, 2)
+        assert float(out.log_prob) == pytest.approx(float(ref.log_prob))
+        assert out.tokens.tolist() == ref.tokens.tolist()
+
+
+def test_array_and_non_integer_lengths_raise_even_under_jit():
+    lp = np.zeros((4, 3), np.float32)
+    y = np.array([1], np.int32)
+    with pytest.raises(ValueError, match=r"`lengths` entry t_valid must be an integer scalar"):
+        jax.jit(lambda a: ctc_forced_alignment(lp, y, lengths=(a, 1)))(np.array([2, 3]))
+    with pytest.raises(ValueError, match=r"`lengths` entry l_valid must be an integer scalar"):
+        jax.jit(lambda a: ctc_forced_alignment(lp, y, lengths=(4, a)))(np.array([[1]]))
+    with pytest.raises(ValueError, match=r"`lengths` entry t_valid must be an integer scalar"):
+        ctc_forced_alignment(lp, y, lengths=(1.5, 1))
+    with pytest.raises(ValueError, match=r"`lengths` entry l_valid must be an integer scalar"):
+        ctc_forced_alignment(lp, y, lengths=(4, True))
+    with pytest.raises(ValueError, match=r"`lengths` entry t_valid must be an integer scalar"):
+        ctc_forced_alignment(lp, y, lengths=(None, 1))
+
+
+def test_none_complex_and_static_ints_raise():
+    lp = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match=r"`log_probs`.*None"):
+        ctc_forced_alignment(None, np.array([1]))
+    with pytest.raises(ValueError, match=r"`labels`.*None"):
+        ctc_forced_alignment(lp, None)
+    with pytest.raises(ValueError, match=r"`log_probs` must be real"):
+        ctc_forced_alignment(lp.astype(np.complex64), np.array([1]))
+    with pytest.raises(ValueError, match=r"`labels` must hold integers"):
+        ctc_forced_alignment(lp, np.array([True]))
+    for blank in (1.0, True, np.array(0)):
+        with pytest.raises(ValueError, match=r"`blank_id` must be a Python int"):
+            ctc_forced_alignment(lp, np.array([1]), blank_id=blank)
+
+
+def test_nan_in_a_valid_frame_propagates_padding_never_matters(rng):
+    lp = _log_probs(rng, 5, 3)
+    y = np.array([1, 2], np.int32)
+    bad = lp.copy()
+    bad[1, 0] = np.nan
+    _assert_policy_nan(ctc_forced_alignment(bad, y))
+    grad = jax.grad(lambda x: ctc_forced_alignment(x, y).log_prob)(bad)
+    assert np.any(np.isnan(np.asarray(grad)))
+    # Garbage past t_valid: the same result and a zero, finite gradient there.
+    ref = ctc_forced_alignment(lp[:3], y)
+    for value in (np.nan, np.inf, -np.inf, 1e30):
+        padded = lp.copy()
+        padded[3:] = value
+        out = ctc_forced_alignment(padded, y, lengths=(3, 2))
+        assert float(out.log_prob) == pytest.approx(float(ref.log_prob))
+        assert out.tokens.tolist()[:3] == ref.tokens.tolist()
+        g = np.asarray(
+            jax.grad(lambda x: ctc_forced_alignment(x, y, lengths=(3, 2)).log_prob)(padded)
+        )
+        assert np.all(np.isfinite(g)) and np.all(g[3:] == 0.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_low_precision_is_computed_in_float32(rng, dtype):
+    lp = _log_probs(rng, 6, 4)
+    y = np.array([1, 3, 3], np.int32)
+    low = jnp.asarray(lp).astype(dtype)
+    out = ctc_forced_alignment(low, y)
+    ref = ctc_forced_alignment(low.astype(jnp.float32), y)
+    assert out.log_prob.dtype == dtype and out.frame_log_probs.dtype == dtype
+    assert out.tokens.tolist() == ref.tokens.tolist()
+    np.testing.assert_allclose(float(out.log_prob), float(ref.log_prob), rtol=1e-2)
+
+
+def test_output_is_forced_alignment_output():
+    from alignment._src.ctc import ForcedAlignmentOutput
+
+    out = ctc_forced_alignment(np.zeros((3, 3), np.float32), np.array([1], np.int32))
+    assert isinstance(out, ForcedAlignmentOutput)
+    assert all(field is not None for field in out)

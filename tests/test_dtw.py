@@ -62,7 +62,7 @@ def test_lecture_example_cost_zero_and_path(jit):
     np.testing.assert_array_equal(
         np.asarray(cost).T[0], [0, 0, 2, 2, 1, 3]
     )  # B(1)=1 against A = 1,1,3,3,2,4
-    value, alignment = _maybe_jit(al.dtw_path, jit)(cost)
+    value, alignment = _maybe_jit(al.dtw_alignment, jit)(cost)
     assert float(value) == 0.0
     assert [tuple(p) for p in al.alignment_to_path(alignment)] == LECTURE_PATH
     assert float(_maybe_jit(al.dtw, jit)(cost)) == 0.0
@@ -93,7 +93,7 @@ def test_dtw_matches_numpy_dp_and_dtw_python(rng, t, s, jit):
 @pytest.mark.parametrize(("t", "s"), [(5, 7), (9, 6), (12, 12), (1, 6)])
 def test_dtw_path_matches_dtw_python(rng, t, s):
     cost, _, _ = _cost(rng, t, s)
-    value, alignment = al.dtw_path(jnp.asarray(cost, jnp.float32))
+    value, alignment = al.dtw_alignment(jnp.asarray(cost, jnp.float32))
     res = dtw_python.dtw(cost, step_pattern="symmetric1")
     np.testing.assert_allclose(float(value), res.distance, rtol=F32_CLOSED)
     expected = list(zip(res.index1.tolist(), res.index2.tolist(), strict=True))
@@ -127,7 +127,7 @@ def test_dtw_and_soft_dtw_against_brute_force(rng, t, s, window, enable_x64):
     gamma = 0.7
     best, soft, expected, _, best_path = ref.brute_force(cost, gamma, window)
     np.testing.assert_allclose(float(al.dtw(cost, window=window)), best, rtol=F64)
-    _, alignment = al.dtw_path(cost, window=window)
+    _, alignment = al.dtw_alignment(cost, window=window)
     assert [tuple(p) for p in al.alignment_to_path(alignment).tolist()] == best_path
     np.testing.assert_allclose(float(al.soft_dtw(cost, gamma=gamma, window=window)), soft, rtol=F64)
     np.testing.assert_allclose(
@@ -174,15 +174,15 @@ def test_window_follows_rectangle_diagonal_for_unequal_lengths(rng):
 def test_dtw_gradient_is_the_path(rng):
     cost, _, _ = _cost(rng, 6, 9)
     grad = jax.grad(al.dtw)(jnp.asarray(cost, jnp.float32))
-    _, alignment = al.dtw_path(jnp.asarray(cost, jnp.float32))
+    _, alignment = al.dtw_alignment(jnp.asarray(cost, jnp.float32))
     np.testing.assert_array_equal(np.asarray(grad), np.asarray(alignment))
 
 
 def test_dtw_vmap_equals_loop(rng):
     costs = np.stack([_cost(rng, 5, 7)[0] for _ in range(4)]).astype(np.float32)
-    batched = jax.vmap(al.dtw_path)(jnp.asarray(costs))
+    batched = jax.vmap(al.dtw_alignment)(jnp.asarray(costs))
     for k in range(4):
-        v, a = al.dtw_path(jnp.asarray(costs[k]))
+        v, a = al.dtw_alignment(jnp.asarray(costs[k]))
         np.testing.assert_allclose(batched[0][k], v, rtol=F32_CLOSED)
         np.testing.assert_array_equal(batched[1][k], a)
 
@@ -191,14 +191,16 @@ def test_dtw_is_symmetric_under_transposition(rng):
     cost, _, _ = _cost(rng, 7, 4)
     c = jnp.asarray(cost, jnp.float32)
     assert float(al.dtw(c)) == pytest.approx(float(al.dtw(c.T)), rel=F32_CLOSED)
-    np.testing.assert_array_equal(np.asarray(al.dtw_path(c)[1]).T, np.asarray(al.dtw_path(c.T)[1]))
+    np.testing.assert_array_equal(
+        np.asarray(al.dtw_alignment(c)[1]).T, np.asarray(al.dtw_alignment(c.T)[1])
+    )
 
 
 def test_dtw_dtype_follows_input(rng, enable_x64):
     cost, _, _ = _cost(rng, 4, 6)
     assert al.dtw(jnp.asarray(cost, jnp.float32)).dtype == jnp.float32
     assert al.dtw(jnp.asarray(cost, jnp.float64)).dtype == jnp.float64
-    assert al.dtw_path(jnp.asarray(cost, jnp.float64))[1].dtype == jnp.float64
+    assert al.dtw_alignment(jnp.asarray(cost, jnp.float64))[1].dtype == jnp.float64
     assert al.soft_dtw(jnp.asarray(cost, jnp.float32)).dtype == jnp.float32
     assert al.dtw(np.arange(6).reshape(2, 3)).dtype == jnp.float64  # ints promoted
 
@@ -259,7 +261,7 @@ def test_soft_dtw_xy_gradient_matches_tslearn_chain_rule(rng, enable_x64):
     cost, x, y = _cost(rng, 6, 9)
     e = _tslearn_grad(cost, 0.2)
     expected = 2 * (e.sum(1)[:, None] * x - e @ y)
-    grad = jax.grad(lambda x: al.soft_dtw_xy(x, y, gamma=0.2))(x)
+    grad = jax.grad(lambda x: al.soft_dtw_points(x, y, gamma=0.2))(x)
     np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-8)
 
 
@@ -277,7 +279,7 @@ def test_soft_alignment_tends_to_hard_path(rng):
     cost, _, _ = _cost(rng, 8, 6)
     c = jnp.asarray(cost, jnp.float32)
     soft = al.soft_dtw_alignment(c, gamma=1e-3)
-    np.testing.assert_allclose(np.asarray(soft), np.asarray(al.dtw_path(c)[1]), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(soft), np.asarray(al.dtw_alignment(c)[1]), atol=1e-3)
 
 
 def test_small_gamma_large_costs_float32_stay_finite(rng):
@@ -340,7 +342,7 @@ def test_long_sequences_value_and_gradient_run():
     t = 4096
     x = jnp.sin(jnp.linspace(0.0, 20.0, t))[:, None]
     y = jnp.sin(jnp.linspace(0.5, 20.5, t))[:, None]
-    value, grad = jax.jit(jax.value_and_grad(lambda x: al.soft_dtw_xy(x, y, gamma=0.1)))(x)
+    value, grad = jax.jit(jax.value_and_grad(lambda x: al.soft_dtw_points(x, y, gamma=0.1)))(x)
     assert np.isfinite(float(value))
     assert grad.shape == (t, 1) and np.all(np.isfinite(np.asarray(grad)))
 
@@ -366,31 +368,31 @@ def test_padded_batch_equals_unpadded_values_and_gradients(rng, window):
     xs, ys = _padded_batch(rng, lt.tolist(), ls.tolist(), 7, 9)
 
     def loss(x, y, a, b):
-        return al.soft_dtw_xy(x, y, gamma=0.2, window=window, lengths=(a, b))
+        return al.soft_dtw_points(x, y, gamma=0.2, window=window, lengths=(a, b))
 
     values, (gx, gy) = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1))))(xs, ys, lt, ls)
-    hard = jax.vmap(lambda x, y, a, b: al.dtw_xy(x, y, window=window, lengths=(a, b)))(
+    hard = jax.vmap(lambda x, y, a, b: al.dtw_points(x, y, window=window, lengths=(a, b)))(
         xs, ys, lt, ls
     )
     for k in range(4):
         a, b = int(lt[k]), int(ls[k])
         x, y = xs[k, :a], ys[k, :b]
         v, (ex, ey) = jax.value_and_grad(
-            lambda x, y: al.soft_dtw_xy(x, y, gamma=0.2, window=window), argnums=(0, 1)
+            lambda x, y: al.soft_dtw_points(x, y, gamma=0.2, window=window), argnums=(0, 1)
         )(x, y)
         np.testing.assert_allclose(values[k], v, rtol=F32_CLOSED)
         np.testing.assert_allclose(gx[k, :a], ex, rtol=F32_CLOSED, atol=1e-6)
         np.testing.assert_allclose(gy[k, :b], ey, rtol=F32_CLOSED, atol=1e-6)
         assert np.all(np.asarray(gx[k, a:]) == 0.0) and np.all(np.asarray(gy[k, b:]) == 0.0)
-        np.testing.assert_allclose(hard[k], al.dtw_xy(x, y, window=window), rtol=F32_CLOSED)
+        np.testing.assert_allclose(hard[k], al.dtw_points(x, y, window=window), rtol=F32_CLOSED)
 
 
 def test_padded_dtw_path_and_alignment_zero_on_padding(rng):
     cost, _, _ = _cost(rng, 6, 8)
     c = jnp.asarray(cost, jnp.float32)
     padded = jnp.full((9, 10), jnp.nan).at[:6, :8].set(c)  # garbage in the padding
-    v, a = jax.jit(lambda c: al.dtw_path(c, lengths=(6, 8)))(padded)
-    v0, a0 = al.dtw_path(c)
+    v, a = jax.jit(lambda c: al.dtw_alignment(c, lengths=(6, 8)))(padded)
+    v0, a0 = al.dtw_alignment(c)
     assert float(v) == pytest.approx(float(v0))
     np.testing.assert_array_equal(np.asarray(a[:6, :8]), np.asarray(a0))
     assert float(jnp.abs(a).sum()) == float(a0.sum())
@@ -492,7 +494,7 @@ def test_property_divergence_non_negative(x, y, gamma):
     "fn",
     [
         al.dtw,
-        lambda c, **kw: al.dtw_path(c, **kw),
+        lambda c, **kw: al.dtw_alignment(c, **kw),
         lambda c, **kw: al.soft_dtw(c, gamma=0.1, **kw),
         lambda c, **kw: al.soft_dtw_alignment(c, gamma=0.1, **kw),
     ],
@@ -530,9 +532,9 @@ def test_non_positive_gamma_raises(gamma):
 
 def test_sequence_shape_errors_name_the_arguments():
     with pytest.raises(ValueError, match="`x` and `y`"):
-        al.soft_dtw_xy(jnp.ones((3, 2)), jnp.ones((4, 3)))
+        al.soft_dtw_points(jnp.ones((3, 2)), jnp.ones((4, 3)))
     with pytest.raises(ValueError, match="`x` and `y`"):
-        al.dtw_xy(jnp.ones((3, 2)), jnp.ones(4))
+        al.dtw_points(jnp.ones((3, 2)), jnp.ones(4))
 
 
 # ------------------------------------------------------------------------------------------
@@ -541,15 +543,15 @@ def test_sequence_shape_errors_name_the_arguments():
 
 _ON_COST = {
     "dtw": lambda c: al.dtw(c, window=2),
-    "dtw_path": lambda c: al.dtw_path(c)[1],
+    "dtw_alignment": lambda c: al.dtw_alignment(c)[1],
     "soft_dtw": lambda c: al.soft_dtw(c, gamma=0.3),
     "soft_dtw_alignment": lambda c: al.soft_dtw_alignment(c, gamma=0.3, window=2),
 }
 _ON_SEQUENCES = {
-    "dtw_xy": lambda x, y: al.dtw_xy(x, y),
-    "soft_dtw_xy": lambda x, y: al.soft_dtw_xy(x, y, gamma=0.3),
+    "dtw_points": lambda x, y: al.dtw_points(x, y),
+    "soft_dtw_points": lambda x, y: al.soft_dtw_points(x, y, gamma=0.3),
     "soft_dtw_divergence": lambda x, y: al.soft_dtw_divergence(x, y, gamma=0.3),
-    "soft_dtw_xy_grad": jax.grad(lambda x, y: al.soft_dtw_xy(x, y, gamma=0.3)),
+    "soft_dtw_xy_grad": jax.grad(lambda x, y: al.soft_dtw_points(x, y, gamma=0.3)),
     "soft_dtw_divergence_grad": jax.grad(lambda x, y: al.soft_dtw_divergence(x, y, gamma=0.3)),
 }
 
@@ -571,3 +573,206 @@ def test_sequence_functions_jit_and_vmap_equal_eager_loop(rng, name):
     batched = jax.jit(jax.vmap(fn))(xs, ys)
     for k in range(3):
         np.testing.assert_allclose(batched[k], fn(xs[k], ys[k]), rtol=F32_CLOSED, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: padding garbage, divergence sign, alignment_to_path, renames, traced bad values,
+# half precision.
+# ------------------------------------------------------------------------------------------
+
+_POINT_FNS = {
+    "soft_dtw_points": lambda x, y, **kw: al.soft_dtw_points(x, y, gamma=0.3, **kw),
+    "dtw_points": lambda x, y, **kw: al.dtw_points(x, y, **kw),
+    "soft_dtw_divergence": lambda x, y, **kw: al.soft_dtw_divergence(x, y, gamma=0.3, **kw),
+}
+
+
+@pytest.mark.parametrize("garbage", [np.nan, np.inf, -np.inf, 1e30])
+@pytest.mark.parametrize("name", sorted(_POINT_FNS))
+def test_padding_garbage_changes_neither_value_nor_gradient(rng, name, garbage):
+    """lengths=(3, 5) with NaN/inf/1e30 in a padded row used to give NaN (the squared
+    Euclidean cost spread one bad row into every pair)."""
+    fn = _POINT_FNS[name]
+    x = rng.normal(size=(6, 2)).astype(np.float32)
+    y = rng.normal(size=(7, 2)).astype(np.float32)
+    x[4] = garbage
+    y[6, 1] = garbage
+    grad = jax.value_and_grad(lambda a, b: fn(a, b, lengths=(3, 5)), argnums=(0, 1))
+    value, (gx, gy) = jax.jit(grad)(x, y)
+    v0, (gx0, gy0) = jax.value_and_grad(fn, argnums=(0, 1))(x[:3], y[:5])
+    np.testing.assert_allclose(value, v0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gx[:3], gx0, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(gy[:5], gy0, rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(gx[3:]) == 0.0) and np.all(np.asarray(gy[5:]) == 0.0)
+
+
+def test_divergence_never_negative_and_exactly_zero_at_equal_under_nested_vmap(rng):
+    """Nested vmap batches the three soft-DTW terms differently: x == y gave -1e-6 and a NaN
+    square root. Now it is exactly 0 with a finite (zero) gradient."""
+    xs = jnp.asarray(rng.normal(size=(2, 3, 9, 2)), jnp.float32)
+    div = lambda x, y: al.soft_dtw_divergence(x, y, gamma=0.01)
+    nested = jax.jit(jax.vmap(jax.vmap(div)))
+    out = np.asarray(nested(xs, xs))
+    assert np.all(out == 0.0)
+    root = jax.vmap(jax.vmap(jax.grad(lambda x, y: jnp.sqrt(div(x, y) + 1e-12))))(xs, xs)
+    assert np.isfinite(np.asarray(root)).all()
+    g = jax.vmap(jax.vmap(jax.grad(div)))(xs, xs)
+    np.testing.assert_array_equal(g, 0.0)
+    ys = xs + 1e-4 * jnp.asarray(rng.normal(size=xs.shape), jnp.float32)
+    assert np.all(np.asarray(nested(xs, ys)) >= 0.0)
+
+
+def test_divergence_propagates_nan_in_real_data(rng):
+    x = rng.normal(size=(4, 2)).astype(np.float32)
+    y = x.copy()
+    x[1, 0] = np.nan
+    assert np.isnan(float(al.soft_dtw_divergence(x, y)))
+    assert np.isnan(float(al.soft_dtw_divergence(x, x)))
+
+
+def test_alignment_to_path_rejects_nan_soft_and_broken_paths():
+    good = np.eye(3, dtype=np.float32)
+    assert al.alignment_to_path(good).tolist() == [[0, 0], [1, 1], [2, 2]]
+    with pytest.raises(ValueError, match="NaN"):
+        al.alignment_to_path(np.full((3, 3), np.nan))
+    nan_cell = good.copy()
+    nan_cell[0, 2] = np.nan  # used to be dropped silently
+    with pytest.raises(ValueError, match="NaN"):
+        al.alignment_to_path(nan_cell)
+    with pytest.raises(ValueError, match="0/1"):
+        al.alignment_to_path(0.9 * good)
+    with pytest.raises(ValueError, match="warping path"):
+        al.alignment_to_path(np.array([[1.0, 0, 0], [0, 0, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="warping path"):
+        al.alignment_to_path(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="complex"):
+        al.alignment_to_path(good.astype(np.complex64))
+    with pytest.raises(ValueError, match="None"):
+        al.alignment_to_path(None)
+
+
+def test_renamed_functions_and_1d_series():
+    a = jnp.array([1.0, 1, 3, 3, 2, 4])
+    b = jnp.array([1.0, 3, 2, 2, 4, 4])
+    assert float(al.dtw_points(a, b, cost_fn=al.absolute_difference)) == 0.0
+    # 1-D series work with the default cost too (as [t, 1]), and soft-DTW accepts them.
+    np.testing.assert_allclose(
+        al.soft_dtw_points(a, b, gamma=0.1), al.soft_dtw_points(a[:, None], b[:, None], gamma=0.1)
+    )
+    assert float(al.dtw_points(a, b)) == 0.0
+    value, alignment = al.dtw_alignment(al.absolute_difference(a, b))
+    assert float(value) == 0.0 and [tuple(p) for p in al.alignment_to_path(alignment)] == (
+        LECTURE_PATH
+    )
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"gamma": [1.0, 2.0]}, "`gamma`"),
+        ({"gamma": None}, "`gamma`"),
+        ({"gamma": 1.0 + 1.0j}, "`gamma`"),
+        ({"window": 1.5}, "`window`"),
+        ({"window": True}, "`window`"),
+        ({"window": np.array(2)}, "`window`"),
+        ({"lengths": np.array([3, 3])}, "`lengths`"),
+        ({"lengths": (np.array([3, 3]), 3)}, "`lengths`"),
+        ({"lengths": (3.0, 3)}, "`lengths`"),
+    ],
+)
+def test_static_problems_raise_also_under_jit(kw, match):
+    cost = jnp.ones((3, 3))
+    x = jnp.ones((3, 2))
+    calls = [
+        lambda c, a: al.soft_dtw(c, **{"gamma": 0.5, **kw}),
+        lambda c, a: al.soft_dtw_alignment(c, **{"gamma": 0.5, **kw}),
+        lambda c, a: al.soft_dtw_points(a, a, **{"gamma": 0.5, **kw}),
+        lambda c, a: al.soft_dtw_divergence(a, a, **{"gamma": 0.5, **kw}),
+    ]
+    if "gamma" not in kw:
+        calls += [
+            lambda c, a: al.dtw(c, **kw),
+            lambda c, a: al.dtw_alignment(c, **kw),
+            lambda c, a: al.dtw_points(a, a, **kw),
+        ]
+    for call in calls:
+        with pytest.raises(ValueError, match=match):
+            call(cost, x)
+        with pytest.raises(ValueError, match=match):
+            jax.jit(call)(cost, x)
+
+
+def test_none_arrays_raise():
+    with pytest.raises(ValueError, match="`cost`"):
+        al.dtw(None)
+    with pytest.raises(ValueError, match="`x`"):
+        al.soft_dtw_points(None, jnp.ones((3, 2)))
+    with pytest.raises(ValueError, match="`y`"):
+        al.soft_dtw_divergence(jnp.ones((3, 2)), None)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -1.0, np.nan, np.inf])
+def test_traced_bad_gamma_gives_nan_everywhere(gamma):
+    cost = jnp.ones((3, 4))
+    x, y = jnp.ones((3, 2)), jnp.zeros((4, 2))
+    outs = jax.jit(
+        lambda g: (
+            al.soft_dtw(cost, gamma=g),
+            al.soft_dtw_alignment(cost, gamma=g),
+            al.soft_dtw_points(x, y, gamma=g),
+            al.soft_dtw_divergence(x, y, gamma=g),
+        )
+    )(gamma)
+    for out in outs:
+        assert np.isnan(np.asarray(out)).all()
+
+
+def test_traced_bad_lengths_give_nan_in_every_output():
+    cost = jnp.ones((3, 4))
+    x, y = jnp.ones((3, 2)), jnp.zeros((4, 2))
+    fn = jax.jit(
+        lambda a, b: (
+            al.dtw(cost, lengths=(a, b)),
+            al.dtw_alignment(cost, lengths=(a, b)),
+            al.soft_dtw_alignment(cost, lengths=(a, b)),
+            al.dtw_points(x, y, lengths=(a, b)),
+            al.soft_dtw_points(x, y, lengths=(a, b)),
+            al.soft_dtw_divergence(x, y, lengths=(a, b)),
+        )
+    )
+    for out in jax.tree.leaves(fn(4, 4)):
+        assert np.isnan(np.asarray(out)).all()
+    for out in jax.tree.leaves(fn(3, 4)):
+        assert not np.isnan(np.asarray(out)).any()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_half_precision_inputs_computed_in_float32(rng, dtype):
+    cost32 = jnp.asarray(_cost(rng, 5, 6)[0], jnp.float32)
+    cost = cost32.astype(dtype)
+    ref32 = cost.astype(jnp.float32)
+    for fn in [al.dtw, lambda c: al.soft_dtw(c, gamma=0.1)]:
+        out = fn(cost)
+        assert out.dtype == dtype
+        np.testing.assert_allclose(float(out), float(fn(ref32)), rtol=1e-2)
+    grad = jax.grad(lambda c: al.soft_dtw(c, gamma=0.1))(cost)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(
+        np.asarray(grad, np.float32), al.soft_dtw_alignment(ref32, gamma=0.1), atol=1e-2
+    )
+    value, alignment = al.dtw_alignment(cost)
+    assert value.dtype == dtype and alignment.dtype == dtype
+    x = jnp.asarray(rng.normal(size=(4, 2)), dtype)
+    assert al.soft_dtw_divergence(x, x).dtype == dtype
+    assert float(al.soft_dtw_divergence(x, x)) == 0.0
+
+
+def test_eager_calls_hit_the_compile_cache(rng):
+    cost = jnp.asarray(_cost(rng, 5, 6)[0], jnp.float32)
+    al.soft_dtw(cost, gamma=0.3)
+    from alignment._src import dtw as dtw_module
+
+    before = dtw_module._run._cache_size()
+    for gamma in [0.1, 0.2, 0.5]:
+        al.soft_dtw(cost, gamma=gamma)
+    assert dtw_module._run._cache_size() == before

@@ -610,3 +610,123 @@ def test_negative_variance_raises_with_hint():
         ga.gaussian_w2_diag(m, np.array([-0.5, 1.0]), m, np.ones(2))
     with pytest.raises(ValueError, match=r"`vars2`.*variances"):
         ga.gaussian_w2_diag_pairwise(m[None], np.ones((1, 2)), m[None], -np.ones((1, 2)))
+
+
+# ------------------------------------------------------------------------------------------
+# (f) Issue 9: NaN propagation, traced bad values, dtypes, the compile cache.
+# ------------------------------------------------------------------------------------------
+
+
+def _grad_all_finite_free(grads) -> bool:
+    return all(np.isnan(np.asarray(g)).any() for g in grads)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_diag_nan_variance_propagates(jit):
+    """Issue 9: a NaN variance counted as 0 (``safe_sqrt``), giving a finite distance."""
+    fn = JITTED["gaussian_w2_diag"] if jit else ga.gaussian_w2_diag
+    zero, one = np.zeros(3, np.float32), np.ones(3, np.float32)
+    bad = one.copy()
+    bad[0] = np.nan
+    assert np.isnan(fn(zero, bad, zero, one))
+    assert np.isnan(fn(zero, one, zero, bad))
+    grads = GRAD_ALL["gaussian_w2_diag"](zero, bad, zero, one)
+    assert np.isnan(grads[1][0])
+    fnp = JITTED["gaussian_w2_diag_pairwise"] if jit else ga.gaussian_w2_diag_pairwise
+    out = np.asarray(fnp(np.zeros((2, 3), np.float32), np.stack([one, bad]), zero[None], one[None]))
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+    g = GRAD_ALL["gaussian_w2_diag_pairwise"](zero[None], bad[None], zero[None], one[None])
+    assert np.isnan(np.asarray(g[1])).any()
+
+
+def test_traced_negative_variance_gives_nan():
+    zero, one = np.zeros(2, np.float32), np.ones(2, np.float32)
+    neg = np.array([-0.5, 1.0], np.float32)
+    assert np.isnan(JITTED["gaussian_w2_diag"](zero, neg, zero, one))
+    assert np.isnan(np.asarray(GRAD_ALL["gaussian_w2_diag"](zero, neg, zero, one)[1])[0])
+    out = JITTED["gaussian_w2_diag_pairwise"](zero[None], neg[None], zero[None], one[None])
+    assert np.isnan(np.asarray(out)).all()
+
+
+@pytest.mark.parametrize("where", ["mean1", "cov1", "mean2", "cov2"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_full_forms_propagate_nan(where, value, rng):
+    """NaN / inf in a mean or covariance: NaN value and NaN gradients, never a finite number."""
+    for name in ("gaussian_w2", "gaussian_w2_scale"):
+        args = [np.array(a, np.float32) for a in _args(name, rng)]
+        k = ["mean1", "cov1", "mean2", "cov2"].index(where)
+        args[k].flat[1] = value
+        assert np.isnan(JITTED[name](*args)), name
+        assert np.isnan(PUBLIC[name](*args)), name
+        assert _grad_all_finite_free(GRAD_ALL[name](*args)), name
+
+
+def test_pairwise_nan_poisons_its_row_only(rng):
+    args = [np.array(a, np.float32) for a in _args("gaussian_w2_pairwise", rng, n=3, m=2)]
+    args[1][1, 0, 1] = np.nan
+    out = np.asarray(JITTED["gaussian_w2_pairwise"](*args))
+    assert np.isnan(out[1]).all() and np.isfinite(out[[0, 2]]).all()
+    args[1][1, 0, 1] = 0.0
+    args[2][0, 0] = np.nan
+    out = np.asarray(ga.gaussian_w2_pairwise(*args))
+    assert np.isnan(out[:, 0]).all() and np.isfinite(out[:, 1]).all()
+
+
+def test_not_psd_covariance():
+    """Concrete: ValueError; traced: NaN value and gradient. Rounding-level negatives pass."""
+    zero, eye = np.zeros(3, np.float32), np.eye(3, dtype=np.float32)
+    bad = np.diag([1.0, -0.5, 2.0]).astype(np.float32)
+    with pytest.raises(ValueError, match=r"`cov1`.*positive semi-definite"):
+        ga.gaussian_w2(zero, bad, zero, eye)
+    with pytest.raises(ValueError, match=r"`covs2`.*positive semi-definite"):
+        ga.gaussian_w2_pairwise(zero[None], eye[None], zero[None], bad[None])
+    assert np.isnan(JITTED["gaussian_w2"](zero, bad, zero, eye))
+    assert _grad_all_finite_free(GRAD_ALL["gaussian_w2"](zero, bad, zero, eye)[1:2])
+    out = JITTED["gaussian_w2_pairwise"](np.zeros((2, 3), np.float32), np.stack([eye, bad]),
+                                         zero[None], eye[None])  # fmt: skip
+    assert np.isfinite(out[0]).all() and np.isnan(out[1]).all()
+    rounding = np.diag([1.0, -1e-7, 2.0]).astype(np.float32)
+    assert np.isfinite(ga.gaussian_w2(zero, rounding, zero, eye))
+
+
+def test_none_and_complex_raise():
+    m, c = np.zeros(2), np.eye(2)
+    with pytest.raises(ValueError, match=r"`cov2`.*None"):
+        ga.gaussian_w2(m, c, m, None)
+    with pytest.raises(ValueError, match=r"`mean1`.*None"):
+        ga.gaussian_w2_diag(None, m, m, m)
+    with pytest.raises(ValueError, match=r"`scale1`.*complex"):
+        ga.gaussian_w2_scale(m, c + 1j, m, c)
+    with pytest.raises(ValueError, match=r"`vars1`.*complex"):
+        JITTED["gaussian_w2_diag_pairwise"](m[None], m[None] + 1j, m[None], m[None])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("name", list(PUBLIC))
+def test_half_precision_computed_in_float32(name, dtype, rng):
+    args = _args(name, rng, dtype=np.float32)
+    half = [jnp.asarray(a, dtype) for a in args]
+    out = PUBLIC[name](*half)
+    assert out.dtype == dtype
+    ref = PUBLIC[name](*[a.astype(jnp.float32) for a in half])
+    np.testing.assert_allclose(np.asarray(out, np.float32), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_eager_calls_hit_the_compile_cache(rng):
+    """Public functions call module-level jitted cores: a repeated eager call compiles nothing."""
+    from jax._src import dispatch
+
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        count[0] += event == dispatch.BACKEND_COMPILE_EVENT
+
+    for name in PUBLIC:
+        args = _args(name, rng, dtype=np.float32)
+        jax.block_until_ready(PUBLIC[name](*args))
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            jax.block_until_ready(PUBLIC[name](*_args(name, rng, dtype=np.float32)))
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+        assert count[0] == 0, name

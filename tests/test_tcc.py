@@ -306,7 +306,7 @@ def test_bad_input_raises_clear_errors():
         tcc.tcc_loss(u, u, variant="regression_huber")
     with pytest.raises(ValueError, match=r"`similarity` must be one of"):
         tcc.cycle_back(u, u, similarity="cosine")
-    with pytest.raises(ValueError, match=r"`variance_lambda` must be >= 0"):
+    with pytest.raises(ValueError, match=r"`variance_lambda` must be a finite non-negative"):
         tcc.tcc_loss(u, u, variance_lambda=-1.0)
     with pytest.raises(ValueError, match=r"`label_smoothing` must lie in \[0, 1\]"):
         tcc.tcc_loss(u, u, label_smoothing=1.5)
@@ -316,7 +316,169 @@ def test_bad_input_raises_clear_errors():
         tcc.tcc_loss(u, u, variant="regression_mse", steps=np.zeros(3))
     with pytest.raises(ValueError, match=r"`embs` must be a non-empty 3-D array.*b >= 2"):
         tcc.tcc_batch_loss(np.zeros((1, 4, 3)))
-    with pytest.raises(ValueError, match=r"`tolerance` must be a non-negative int"):
+    with pytest.raises(ValueError, match=r"`tolerance` must be an int >= 0"):
         tcc.cycle_consistency_accuracy(u, u, tolerance=-1)
     with pytest.raises(ValueError, match=r"non-empty"):
         tcc.kendalls_tau(np.zeros((0, 3)), u)
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 9: the bad-input policy.
+# ------------------------------------------------------------------------------------------
+
+ALL_FUNCTIONS = {
+    "soft_nearest_neighbor": lambda u, v, **kw: tcc.soft_nearest_neighbor(u, v, **kw),
+    "cycle_back": lambda u, v, **kw: tcc.cycle_back(u, v, **kw),
+    "tcc_loss": lambda u, v, **kw: tcc.tcc_loss(u, v, **kw),
+    "tcc_batch_loss": lambda u, v, **kw: tcc.tcc_batch_loss(jnp.stack([u, v[: len(u)]]), **kw),
+}
+
+
+def _all_nan(tree):
+    return all(np.all(np.isnan(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize("where", ["u", "v"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_metrics_never_swallow_nan(rng, where, value):
+    u, v = _seqs(rng, n=6, m=6)
+    u, v = u.astype(np.float32), v.astype(np.float32)
+    (u if where == "u" else v)[2, 1] = value
+    for fn in (tcc.kendalls_tau, tcc.cycle_consistency_accuracy):
+        assert np.isnan(float(fn(u, v)))
+        assert np.isnan(float(jax.jit(fn)(u, v)))
+    assert np.all(np.isnan(np.asarray(jax.vmap(tcc.kendalls_tau)(u[None], v[None]))))
+
+
+@pytest.mark.parametrize("name", list(ALL_FUNCTIONS))
+def test_nan_in_embeddings_propagates_to_value_and_gradient(rng, name):
+    u, v = _seqs(rng, n=5, m=5)
+    u = u.astype(np.float32)
+    v = v.astype(np.float32)
+    u[1, 0] = np.nan
+    fn = ALL_FUNCTIONS[name]
+    out = fn(u, v)
+    assert any(np.any(np.isnan(np.asarray(x))) for x in jax.tree.leaves(out))
+    if name.startswith("tcc"):
+        assert np.isnan(float(out))
+        assert np.any(np.isnan(np.asarray(jax.grad(lambda a: fn(a, v))(u))))
+
+
+@pytest.mark.parametrize("name", list(ALL_FUNCTIONS))
+@pytest.mark.parametrize("temperature", [0.0, -1.0, np.nan, np.inf])
+def test_traced_bad_temperature_gives_nan(rng, name, temperature):
+    u, v = (x.astype(np.float32) for x in _seqs(rng, n=4, m=4))
+    fn = ALL_FUNCTIONS[name]
+    assert _all_nan(jax.jit(lambda t: fn(u, v, temperature=t))(temperature))
+    with pytest.raises(ValueError, match="`temperature`"):
+        fn(u, v, temperature=temperature)
+
+
+@pytest.mark.parametrize("name", ["tcc_loss", "tcc_batch_loss"])
+@pytest.mark.parametrize(
+    ("arg", "value"),
+    [("variance_lambda", -1.0), ("variance_lambda", np.nan), ("label_smoothing", 1.5),
+     ("label_smoothing", -0.1), ("label_smoothing", np.inf)],
+)  # fmt: skip
+def test_traced_bad_lambda_and_smoothing_give_nan(rng, name, arg, value):
+    u, v = (x.astype(np.float32) for x in _seqs(rng, n=4, m=4))
+    fn = ALL_FUNCTIONS[name]
+    assert np.isnan(
+        float(jax.jit(lambda x: fn(u, v, variant="regression_mse_var", **{arg: x}))(value))
+    )
+    with pytest.raises(ValueError, match=f"`{arg}`"):
+        fn(u, v, **{arg: value})
+
+
+@pytest.mark.parametrize("name", list(ALL_FUNCTIONS))
+@pytest.mark.parametrize("arg", ["temperature", "variance_lambda", "label_smoothing"])
+@pytest.mark.parametrize("value", [[0.1, 0.2], 0.1 + 0.1j, None, "0.1"])
+def test_malformed_hyperparameters_raise_naming_them_even_under_jit(rng, name, arg, value):
+    if arg != "temperature" and not name.startswith("tcc"):
+        return
+    u, v = (x.astype(np.float32) for x in _seqs(rng, n=4, m=4))
+    fn = ALL_FUNCTIONS[name]
+    with pytest.raises(ValueError, match=f"`{arg}`"):
+        fn(u, v, **{arg: value})
+    if isinstance(value, list):
+        with pytest.raises(ValueError, match=f"`{arg}`"):
+            jax.jit(lambda x: fn(u, v, **{arg: x}))(jnp.asarray(value))
+
+
+def test_static_options_and_none_arrays_raise():
+    u = np.zeros((4, 3), np.float32)
+    for bad in (1.5, True, np.array(1)):
+        with pytest.raises(ValueError, match="`tolerance`"):
+            tcc.cycle_consistency_accuracy(u, u, tolerance=bad)
+    with pytest.raises(ValueError, match=r"`u`.*None"):
+        tcc.kendalls_tau(None, u)
+    with pytest.raises(ValueError, match="`v` must be real"):
+        tcc.tcc_loss(u, u.astype(np.complex64))
+    with pytest.raises(ValueError, match=r"`embs`.*None"):
+        tcc.tcc_batch_loss(None)
+
+
+def test_soft_nearest_neighbor_output_is_a_named_tuple(rng):
+    u, v = _seqs(rng)
+    out = tcc.soft_nearest_neighbor(u.astype(np.float32), v.astype(np.float32))
+    assert isinstance(out, tcc.SoftNearestNeighborOutput)
+    np.testing.assert_allclose(np.asarray(out.neighbors), np.asarray(out.alpha @ v), rtol=1e-5)
+    back = tcc.cycle_back(u.astype(np.float32), v.astype(np.float32))
+    assert all(field is not None for field in back) and all(f is not None for f in out)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_low_precision_is_computed_in_float32_and_returned_in_input_dtype(rng, dtype):
+    u, v = _seqs(rng, n=6, m=7)
+    lo_u, lo_v = jnp.asarray(u).astype(dtype), jnp.asarray(v).astype(dtype)
+    hi_u, hi_v = lo_u.astype(jnp.float32), lo_v.astype(jnp.float32)
+    for name, fn in ALL_FUNCTIONS.items():
+        if name == "tcc_batch_loss":
+            lo_v_, hi_v_ = lo_v[:6], hi_v[:6]
+        else:
+            lo_v_, hi_v_ = lo_v, hi_v
+        for got, want in zip(jax.tree.leaves(fn(lo_u, lo_v_)), jax.tree.leaves(fn(hi_u, hi_v_)),
+                             strict=True):  # fmt: skip
+            assert got.dtype == dtype
+            np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want.astype(dtype),
+                                       np.float32), rtol=2e-2, atol=2e-2)  # fmt: skip
+    assert tcc.kendalls_tau(lo_u, lo_v).dtype == dtype
+    assert float(tcc.kendalls_tau(lo_u, lo_v)) == float(tcc.kendalls_tau(hi_u, hi_v).astype(dtype))
+    assert float(tcc.cycle_consistency_accuracy(lo_u, lo_v)) == float(
+        tcc.cycle_consistency_accuracy(hi_u, hi_v).astype(dtype)
+    )
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_extreme_magnitudes_are_not_nan(rng, scale):
+    u, v = (x.astype(np.float32) for x in _seqs(rng, n=6, m=7))
+    su, sv = u * np.float32(scale), v * np.float32(scale)
+    # The metrics are scale invariant: exactly the unscaled answer.
+    assert float(tcc.kendalls_tau(su, sv)) == float(tcc.kendalls_tau(u, v))
+    assert float(tcc.cycle_consistency_accuracy(su, sv)) == float(
+        tcc.cycle_consistency_accuracy(u, v)
+    )
+    for variant in VARIANTS:
+        for a, b in ((su, su), (su, sv)):
+            assert not np.isnan(float(tcc.tcc_loss(a, b, variant=variant)))
+    out = tcc.cycle_back(su, sv)
+    np.testing.assert_allclose(np.asarray(out.beta.sum(1)), 1.0, rtol=1e-6)
+    assert not np.any(np.isnan(np.asarray(out.beta))) and not np.any(np.isnan(out.logits))
+    if scale > 1:  # the hard limit: identical distinct frames return exactly
+        assert float(tcc.tcc_loss(su, su)) == 0.0
+        assert float(tcc.tcc_loss(su, sv)) == np.inf  # true value ~1e60, beyond float32
+    else:  # similarities ~1e-60: uniform soft neighbours, the loss is log n
+        assert float(tcc.tcc_loss(su, sv)) == pytest.approx(math.log(6), rel=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_finite_at_identical_and_constant_sequences(rng, variant):
+    u = rng.normal(size=(5, 3)).astype(np.float32)
+    const = np.ones((5, 3), np.float32)
+    for x in (u, const, np.zeros((5, 3), np.float32)):
+        g = jax.grad(lambda a: tcc.tcc_loss(a, a, variant=variant, temperature=0.01))(x)
+        assert np.all(np.isfinite(np.asarray(g)))
+        g = jax.grad(lambda a: tcc.tcc_batch_loss(jnp.stack([a, a]), variant=variant))(x)
+        assert np.all(np.isfinite(np.asarray(g)))
+        g = jax.grad(lambda t, x=x: tcc.tcc_loss(x, x, variant=variant, temperature=t))(0.1)
+        assert np.isfinite(float(g))

@@ -33,8 +33,12 @@ rows of the slowest member per row (what ``vmap`` of nested loops costs).
 
 Bad input never hangs: NaN entries (and ``-inf`` when minimising, ``+inf`` when maximising, which
 would make the optimum unbounded) and infeasible problems (a row or column with no finite entry,
-or any set of ``r`` rows with fewer than ``r`` finite columns) stop the solver with a status flag.
-Concrete input raises ``ValueError`` instead.
+or any set of ``r`` rows with fewer than ``r`` finite columns) stop the solver with a status flag
+(and NaN / ``-1`` outputs). Concrete input raises ``ValueError`` instead.
+
+Compilation. The public functions validate in Python, then call one module-level jitted core
+(``maximize`` and ``init_rounds`` static), so an eager call compiles once per shape, dtype and
+options and later calls run the cached executable.
 """
 
 from __future__ import annotations
@@ -48,7 +52,13 @@ import numpy as np
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-from alignment._src.checks import is_concrete
+from alignment._src.checks import (
+    as_float_array,
+    compute_dtype,
+    is_concrete,
+    static_choice,
+    static_int,
+)
 
 __all__ = [
     "STATUS_INFEASIBLE",
@@ -82,8 +92,7 @@ class AssignmentOutput(NamedTuple):
         inequalities flip (``u_i + v_j >= C_ij``, longer side ``>= 0``).
       status: ``[]`` int32: :data:`STATUS_OPTIMAL` (0), :data:`STATUS_INFEASIBLE` (1) or
         :data:`STATUS_INVALID` (2). When not 0, ``cols`` is all ``-1`` (``rows`` too when
-        ``n > m``), ``cost`` is ``inf`` (``-inf`` when maximising) if infeasible and NaN if
-        invalid, and the potentials are NaN.
+        ``n > m``), ``cost`` is NaN (with a NaN gradient) and the potentials are NaN.
     """
 
     rows: jax.Array
@@ -112,6 +121,16 @@ def _argmin(x: jax.Array, iota: jax.Array) -> tuple[jax.Array, jax.Array]:
     return low, jnp.minimum(idx, size - 1)
 
 
+class _BidState(NamedTuple):
+    """Loop state of :func:`_bidding_rounds`."""
+
+    round: jax.Array  # rounds run so far
+    v: jax.Array  # [m] column potentials
+    col4row: jax.Array  # [n] column of each row, -1 if free
+    row4col: jax.Array  # [m] row of each column, -1 if free
+    progress: jax.Array  # the last round assigned something
+
+
 def _bidding_rounds(cost: jax.Array, rounds: int):
     """Initial assignment and column potentials by ``rounds`` of zero-slack Jacobi bidding.
 
@@ -128,33 +147,35 @@ def _bidding_rounds(cost: jax.Array, rounds: int):
     if rounds == 0:
         return v, col4row, row4col
 
-    def body(state):
-        k, v, col4row, row4col, _ = state
-        reduced = cost - v[None, :]
+    def body(s: _BidState) -> _BidState:
+        reduced = cost - s.v[None, :]
         u1, j1 = _argmin(reduced, cols)
         u2 = jnp.min(jnp.where(cols[None, :] == j1[:, None], jnp.inf, reduced), axis=1)
         gap = jnp.where(jnp.isfinite(u2), u2 - u1, 0.0)
-        bids = (col4row < 0) & jnp.isfinite(u1)
+        bids = (s.col4row < 0) & jnp.isfinite(u1)
         target = jnp.where(bids, j1, m)  # m: dropped
         best = jnp.full((m,), -jnp.inf, cost.dtype).at[target].max(gap, mode="drop")
         top = bids & (gap == best[jnp.minimum(j1, m - 1)])
         winner = jnp.full((m,), n, jnp.int32).at[jnp.where(top, j1, m)].min(rows, mode="drop")
         # A zero-gap bid (a tie) only takes a free column: it would not change the potentials.
-        accept = (winner < n) & ((row4col < 0) | (best > 0))
-        loser = jnp.where(accept & (row4col >= 0), row4col, n)
-        col4row = col4row.at[loser].set(-1, mode="drop")
+        accept = (winner < n) & ((s.row4col < 0) | (best > 0))
+        loser = jnp.where(accept & (s.row4col >= 0), s.row4col, n)
+        col4row = s.col4row.at[loser].set(-1, mode="drop")
         col4row = col4row.at[jnp.where(accept, winner, n)].set(cols, mode="drop")
-        row4col = jnp.where(accept, winner, row4col)
-        v = jnp.where(accept, v - best, v)
-        return k + 1, v, col4row, row4col, jnp.any(accept)
+        return _BidState(
+            round=s.round + 1,
+            v=jnp.where(accept, s.v - best, s.v),
+            col4row=col4row,
+            row4col=jnp.where(accept, winner, s.row4col),
+            progress=jnp.any(accept),
+        )
 
-    def cond(state):
-        k, _, col4row, _, progress = state
-        return (k < rounds) & progress & jnp.any(col4row < 0)
+    def cond(s: _BidState) -> jax.Array:
+        return (s.round < rounds) & s.progress & jnp.any(s.col4row < 0)
 
-    init = (jnp.int32(0), v, col4row, row4col, jnp.array(True))
-    _, v, col4row, row4col, _ = lax.while_loop(cond, body, init)
-    return v, col4row, row4col
+    init = _BidState(jnp.int32(0), v, col4row, row4col, jnp.array(True))
+    out = lax.while_loop(cond, body, init)
+    return out.v, out.col4row, out.row4col
 
 
 def _row_potentials(cost, v, col4row):
@@ -185,6 +206,36 @@ def _dual_update(u, v, col4row, cur, minval, dist, scanned):
     return u, v
 
 
+class _Dual(NamedTuple):
+    """Outer loop state of :func:`_solve_nested`: the dual and the partial assignment."""
+
+    u: jax.Array  # [n] row potentials
+    v: jax.Array  # [m] column potentials
+    col4row: jax.Array  # [n] column of each row, -1 if free
+    row4col: jax.Array  # [m] row of each column, -1 if free
+    status: jax.Array  # [] int32 STATUS_*
+
+
+class _Search(NamedTuple):
+    """Dijkstra loop state: the shortest augmenting path search from one free row."""
+
+    row: jax.Array  # the row scanned next (-1: the last settled column was free)
+    minval: jax.Array  # distance of the last settled column
+    dist: jax.Array  # [m] tentative distances of the columns
+    pred: jax.Array  # [m] row from which each column was reached
+    scanned: jax.Array  # [m] settled columns
+    sink: jax.Array  # the last settled column
+
+
+class _Flip(NamedTuple):
+    """Augmentation loop state: walking the path back from the sink to the free row."""
+
+    col: jax.Array  # the column to give to its predecessor row
+    row4col: jax.Array
+    col4row: jax.Array
+    done: jax.Array  # the path reached its free row
+
+
 def _solve_nested(cost: jax.Array, rounds: int):
     """One problem: an outer loop over augmentations, each a Dijkstra loop then a path loop."""
     m = cost.shape[1]
@@ -193,51 +244,64 @@ def _solve_nested(cost: jax.Array, rounds: int):
     v, col4row, row4col = _bidding_rounds(cost, rounds)
     u = _row_potentials(cost, v, col4row)
 
-    def augment_once(state):
-        u, v, col4row, row4col, _ = state
-        cur = jnp.argmax(col4row < 0).astype(jnp.int32)
+    def augment_once(d: _Dual) -> _Dual:
+        cur = jnp.argmax(d.col4row < 0).astype(jnp.int32)
 
-        def step(s):
-            i, minval, dist, pred, scanned, _ = s
+        def step(s: _Search) -> _Search:
             j, low, dist, pred, scanned = _dijkstra_step(
-                cost, u, v, cols, i, minval, dist, pred, scanned
+                cost, d.u, d.v, cols, s.row, s.minval, s.dist, s.pred, s.scanned
             )
-            return row4col[j], low, dist, pred, scanned, j
+            return _Search(d.row4col[j], low, dist, pred, scanned, j)
 
-        search = (
-            cur,
-            jnp.zeros((), dtype),
-            jnp.full((m,), jnp.inf, dtype),
-            jnp.zeros((m,), jnp.int32),
-            jnp.zeros((m,), bool),
-            jnp.int32(0),
+        search = _Search(
+            row=cur,
+            minval=jnp.zeros((), dtype),
+            dist=jnp.full((m,), jnp.inf, dtype),
+            pred=jnp.zeros((m,), jnp.int32),
+            scanned=jnp.zeros((m,), bool),
+            sink=jnp.int32(0),
         )
         # Stops at a free column (row4col == -1) or when nothing finite is left (infeasible).
-        _, minval, dist, pred, scanned, sink = lax.while_loop(
-            lambda s: (s[0] >= 0) & jnp.isfinite(s[1]), step, search
-        )
-        feasible = jnp.isfinite(minval)
-        u, v = _dual_update(u, v, col4row, cur, minval, dist, scanned)
+        s = lax.while_loop(lambda s: (s.row >= 0) & jnp.isfinite(s.minval), step, search)
+        feasible = jnp.isfinite(s.minval)
+        u, v = _dual_update(d.u, d.v, d.col4row, cur, s.minval, s.dist, s.scanned)
 
-        def flip(a):
-            j, row4col, col4row, _ = a
-            i = pred[j]
-            return col4row[i], row4col.at[j].set(i), col4row.at[i].set(j), i == cur
+        def flip(a: _Flip) -> _Flip:
+            i = s.pred[a.col]
+            return _Flip(
+                a.col4row[i], a.row4col.at[a.col].set(i), a.col4row.at[i].set(a.col), i == cur
+            )
 
-        _, row4col, col4row, _ = lax.while_loop(
-            lambda a: ~a[3], flip, (sink, row4col, col4row, ~feasible)
-        )
+        f = lax.while_loop(lambda a: ~a.done, flip, _Flip(s.sink, d.row4col, d.col4row, ~feasible))
         status = jnp.where(feasible, STATUS_OPTIMAL, STATUS_INFEASIBLE).astype(jnp.int32)
-        return u, v, col4row, row4col, status
+        return _Dual(u, v, f.col4row, f.row4col, status)
 
-    state = (u, v, col4row, row4col, jnp.int32(STATUS_OPTIMAL))
-    u, v, col4row, _, status = lax.while_loop(
-        lambda s: jnp.any(s[2] < 0) & (s[4] == STATUS_OPTIMAL), augment_once, state
+    init = _Dual(u, v, col4row, row4col, jnp.int32(STATUS_OPTIMAL))
+    out = lax.while_loop(
+        lambda d: jnp.any(d.col4row < 0) & (d.status == STATUS_OPTIMAL), augment_once, init
     )
-    return col4row, u, v, status
+    return out.col4row, out.u, out.v, out.status
 
 
 _SEARCH, _AUGMENT, _DONE = 0, 1, 2
+
+
+class _FlatState(NamedTuple):
+    """State of :func:`_solve_flat`: one Dijkstra or augmentation step per iteration."""
+
+    mode: jax.Array  # _SEARCH, _AUGMENT or _DONE
+    cur: jax.Array  # the free row being augmented
+    row: jax.Array  # the row scanned next (searching)
+    minval: jax.Array  # distance of the last settled column
+    sink: jax.Array  # the column reached (searching) / to flip next (augmenting)
+    u: jax.Array  # [n] row potentials
+    v: jax.Array  # [m] column potentials
+    col4row: jax.Array  # [n]
+    row4col: jax.Array  # [m]
+    dist: jax.Array  # [m]
+    pred: jax.Array  # [m]
+    scanned: jax.Array  # [m]
+    status: jax.Array  # [] int32 STATUS_*
 
 
 def _solve_flat(cost: jax.Array, rounds: int):
@@ -250,36 +314,26 @@ def _solve_flat(cost: jax.Array, rounds: int):
     u = _row_potentials(cost, v, col4row)
     inf = jnp.array(jnp.inf, dtype)
 
-    def body(s):
-        mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, status = s
-        searching = mode == _SEARCH
+    def body(s: _FlatState) -> _FlatState:
+        searching = s.mode == _SEARCH
         # A Dijkstra step (kept when searching).
         j, low, s_dist, s_pred, s_scanned = _dijkstra_step(
-            cost, u, v, cols, i, minval, dist, pred, scanned
+            cost, s.u, s.v, cols, s.row, s.minval, s.dist, s.pred, s.scanned
         )
-        found = row4col[j] < 0
-        s_u, s_v = _dual_update(u, v, col4row, cur, low, s_dist, s_scanned)
+        found = s.row4col[j] < 0
+        s_u, s_v = _dual_update(s.u, s.v, s.col4row, s.cur, low, s_dist, s_scanned)
         infeasible = ~jnp.isfinite(low)
         # An augmentation step along the path (kept when augmenting).
-        p = pred[sink]
-        next_sink = col4row[p]
-        a_row4col = jnp.where(cols == sink, p, row4col)
-        a_col4row = jnp.where(rows == p, sink, col4row)
-        finished = (~searching) & (p == cur)
+        p = s.pred[s.sink]
+        next_sink = s.col4row[p]
+        a_row4col = jnp.where(cols == s.sink, p, s.row4col)
+        a_col4row = jnp.where(rows == p, s.sink, s.col4row)
+        finished = (~searching) & (p == s.cur)
 
         keep = searching & found & ~infeasible
-        u = jnp.where(keep, s_u, u)
-        v = jnp.where(keep, s_v, v)
-        row4col = jnp.where(searching, row4col, a_row4col)
-        col4row = jnp.where(searching, col4row, a_col4row)
-        dist = jnp.where(searching, s_dist, dist)
-        pred = jnp.where(searching, s_pred, pred)
-        scanned = jnp.where(searching, s_scanned, scanned)
-        i = jnp.where(searching, row4col[j], i)
-        minval = jnp.where(searching, low, minval)
-        sink = jnp.where(searching, j, next_sink)
-        mode = jnp.where(searching & found, _AUGMENT, mode)
-        status = jnp.where(searching & infeasible, STATUS_INFEASIBLE, status)
+        row4col = jnp.where(searching, s.row4col, a_row4col)
+        col4row = jnp.where(searching, s.col4row, a_col4row)
+        mode = jnp.where(searching & found, _AUGMENT, s.mode)
         mode = jnp.where(searching & infeasible, _DONE, mode)
         # After the last flip of a path, start the next search (or stop).
         free = col4row < 0
@@ -287,32 +341,41 @@ def _solve_flat(cost: jax.Array, rounds: int):
         more = jnp.any(free)
         mode = jnp.where(finished & more, _SEARCH, mode)
         mode = jnp.where(finished & ~more, _DONE, mode)
-        cur = jnp.where(finished, nxt, cur)
-        i = jnp.where(finished, nxt, i)
-        minval = jnp.where(finished, 0.0, minval)
-        dist = jnp.where(finished, inf, dist)
-        scanned = jnp.where(finished, False, scanned)
-        return mode, cur, i, minval, sink, u, v, col4row, row4col, dist, pred, scanned, status
+        return _FlatState(
+            mode=mode,
+            cur=jnp.where(finished, nxt, s.cur),
+            row=jnp.where(finished, nxt, jnp.where(searching, s.row4col[j], s.row)),
+            minval=jnp.where(finished, 0.0, jnp.where(searching, low, s.minval)),
+            sink=jnp.where(searching, j, next_sink),
+            u=jnp.where(keep, s_u, s.u),
+            v=jnp.where(keep, s_v, s.v),
+            col4row=col4row,
+            row4col=row4col,
+            dist=jnp.where(finished, inf, jnp.where(searching, s_dist, s.dist)),
+            pred=jnp.where(searching, s_pred, s.pred),
+            scanned=jnp.where(finished, False, jnp.where(searching, s_scanned, s.scanned)),
+            status=jnp.where(searching & infeasible, STATUS_INFEASIBLE, s.status),
+        )
 
     free = col4row < 0
     cur = jnp.argmax(free).astype(jnp.int32)
-    state = (
-        jnp.where(jnp.any(free), _SEARCH, _DONE).astype(jnp.int32),
-        cur,
-        cur,
-        jnp.zeros((), dtype),
-        jnp.int32(0),
-        u,
-        v,
-        col4row,
-        row4col,
-        jnp.full((m,), jnp.inf, dtype),
-        jnp.zeros((m,), jnp.int32),
-        jnp.zeros((m,), bool),
-        jnp.int32(STATUS_OPTIMAL),
+    init = _FlatState(
+        mode=jnp.where(jnp.any(free), _SEARCH, _DONE).astype(jnp.int32),
+        cur=cur,
+        row=cur,
+        minval=jnp.zeros((), dtype),
+        sink=jnp.int32(0),
+        u=u,
+        v=v,
+        col4row=col4row,
+        row4col=row4col,
+        dist=jnp.full((m,), jnp.inf, dtype),
+        pred=jnp.zeros((m,), jnp.int32),
+        scanned=jnp.zeros((m,), bool),
+        status=jnp.int32(STATUS_OPTIMAL),
     )
-    state = lax.while_loop(lambda s: s[0] != _DONE, body, state)
-    return state[7], state[5], state[6], state[12]
+    out = lax.while_loop(lambda s: s.mode != _DONE, body, init)
+    return out.col4row, out.u, out.v, out.status
 
 
 @functools.cache
@@ -337,12 +400,8 @@ def _solver(rounds: int):
 
 
 def _as_cost(cost) -> jax.Array:
-    arr = jnp.asarray(cost)
-    if arr.ndim != 2:
-        raise ValueError(f"`cost` must be a 2-D array of shape [n, m], got shape {arr.shape}.")
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    return arr
+    """``cost`` as a 2-D float array (``ValueError`` for None, complex, non-numeric, not 2-D)."""
+    return as_float_array(cost, "cost", ndim=2, what="[n, m]")
 
 
 def _check_concrete(cost: jax.Array, maximize: bool) -> None:
@@ -359,6 +418,46 @@ def _check_concrete(cost: jax.Array, maximize: bool) -> None:
         )
 
 
+@functools.partial(jax.jit, static_argnames=("maximize", "rounds"))
+def _assignment_core(cost: jax.Array, maximize: bool, rounds: int) -> AssignmentOutput:
+    """The solver and the bad-input policy for a validated ``cost [n, m]``, ``min(n, m) >= 1``.
+
+    Module-level and jitted with static options, so eager calls hit the compile cache.
+    """
+    n, m = cost.shape
+    dtype = cost.dtype
+    work_dtype = compute_dtype(dtype)
+    work = lax.stop_gradient(-cost if maximize else cost).astype(work_dtype)
+    transpose = n > m
+    if transpose:
+        work = work.T
+    invalid = jnp.any(jnp.isnan(work) | (work == -jnp.inf))
+    # An invalid problem is solved on zeros (which ends) and then reported as such.
+    col4row, u, v, status = _solver(rounds)(jnp.where(invalid, 0.0, work).astype(work_dtype))
+    status = jnp.where(invalid, STATUS_INVALID, status).astype(jnp.int32)
+    ok = status == STATUS_OPTIMAL
+
+    if transpose:
+        # Solved cost.T: row p of the transposed problem is column p of ours.
+        order = jnp.argsort(col4row)
+        rows, cols = col4row[order], order.astype(jnp.int32)
+        row_pot, col_pot = v, u
+    else:
+        rows, cols = jnp.arange(n, dtype=jnp.int32), col4row
+        row_pot, col_pot = u, v
+    cols = jnp.where(ok, cols, -1)
+    rows = jnp.where(ok, rows, -1) if transpose else rows
+    sign = -1.0 if maximize else 1.0
+    chosen = cost[lax.stop_gradient(rows), lax.stop_gradient(cols)].astype(work_dtype)
+    # Not optimal: NaN, with a NaN gradient. The inner ``where`` keeps that NaN out of the
+    # gradient of an optimal problem (the double-``where`` trick).
+    fail = jnp.nan * jnp.sum(jnp.where(ok, 0.0, cost.astype(work_dtype)))
+    total = jnp.where(ok, jnp.sum(chosen), fail).astype(dtype)
+    row_pot = jnp.where(ok, sign * row_pot, jnp.nan).astype(dtype)
+    col_pot = jnp.where(ok, sign * col_pot, jnp.nan).astype(dtype)
+    return AssignmentOutput(rows, cols, total, row_pot, col_pot, status)
+
+
 def linear_assignment(
     cost: jax.typing.ArrayLike, *, maximize: bool = False, init_rounds: int = 4
 ) -> AssignmentOutput:
@@ -373,20 +472,31 @@ def linear_assignment(
     assignment (it is piecewise constant); ``cost`` of the output has the assignment matrix as
     its gradient.
 
+    Bad input: shapes and static options are checked at trace time, eagerly and under
+    ``jit``/``vmap`` (``ValueError``): ``cost`` ``None``, complex or not 2-D, ``init_rounds``
+    not a Python int ``>= 0`` (``1.5``, ``True``), ``maximize`` not a bool. A concrete ``cost``
+    holding NaN or ``-inf`` (``+inf`` when maximising), or an infeasible one, raises. Traced, the
+    same problems give ``status`` 1 (infeasible) or 2 (invalid), ``cols == -1`` (``rows`` too
+    when ``n > m``), a NaN ``cost`` with a NaN gradient, and NaN potentials; nothing hangs. An
+    empty side (``n == 0`` or ``m == 0``) is a valid problem with ``k = 0`` pairs and cost 0.
+    float16/bfloat16 costs are solved in float32 and the outputs cast back. See
+    ``docs/conventions.md``.
+
     Args:
       cost: Array of shape ``[n, m]`` (``n`` or ``m`` may be 0).
-      maximize: Maximise the total instead (static).
-      init_rounds: Rounds of the vectorised bidding initialisation (static; 0 disables it). Any
-        value gives the same optimum; it only moves work between the two phases.
+      maximize: Maximise the total instead (static bool).
+      init_rounds: Rounds of the vectorised bidding initialisation (static Python int; 0 disables
+        it). Any value gives the same optimum; it only moves work between the two phases.
 
     Returns:
       An :class:`AssignmentOutput` (``rows [k]``, ``cols [k]``, ``cost []``,
       ``row_potentials [n]``, ``col_potentials [m]``, ``status []``), ``k = min(n, m)``.
 
     Raises:
-      ValueError: ``cost`` not 2-D; and, for concrete input only, NaN entries, ``-inf`` entries
-        (``+inf`` when maximising), or an infeasible problem (no assignment of finite cost).
-        Under ``jit`` / ``vmap`` these are reported by ``status`` instead.
+      ValueError: ``cost`` ``None``, complex or not 2-D, or a bad static option; and, for
+        concrete input only, NaN entries, ``-inf`` entries (``+inf`` when maximising), or an
+        infeasible problem (no assignment of finite cost). Under ``jit`` / ``vmap`` these are
+        reported by ``status`` instead.
 
     References:
       Kuhn, "The Hungarian method for the assignment problem", 1955.
@@ -405,48 +515,19 @@ def linear_assignment(
       107.0
     """
     cost = _as_cost(cost)
-    rounds = int(init_rounds)
-    if rounds < 0:
-        raise ValueError(f"`init_rounds` must be >= 0, got {init_rounds}.")
+    rounds = static_int(init_rounds, "init_rounds")
+    static_choice(maximize, "maximize", (False, True))
     _check_concrete(cost, maximize)
     n, m = cost.shape
-    dtype = cost.dtype
     k = min(n, m)
     if k == 0:
         empty = jnp.zeros((0,), jnp.int32)
         return AssignmentOutput(
-            empty, empty, jnp.zeros((), dtype), jnp.zeros((n,), dtype), jnp.zeros((m,), dtype),
-            jnp.int32(STATUS_OPTIMAL),
+            empty, empty, jnp.zeros((), cost.dtype), jnp.zeros((n,), cost.dtype),
+            jnp.zeros((m,), cost.dtype), jnp.int32(STATUS_OPTIMAL),
         )  # fmt: skip
-
-    work = lax.stop_gradient(-cost if maximize else cost)
-    transpose = n > m
-    if transpose:
-        work = work.T
-    invalid = jnp.any(jnp.isnan(work) | (work == -jnp.inf))
-    # An invalid problem is solved on zeros (which ends) and then reported as such.
-    col4row, u, v, status = _solver(rounds)(jnp.where(invalid, 0.0, work).astype(dtype))
-    status = jnp.where(invalid, STATUS_INVALID, status).astype(jnp.int32)
-    ok = status == STATUS_OPTIMAL
-
-    if transpose:
-        # Solved cost.T: row p of the transposed problem is column p of ours.
-        order = jnp.argsort(col4row)
-        rows, cols = col4row[order], order.astype(jnp.int32)
-        row_pot, col_pot = v, u
-    else:
-        rows, cols = jnp.arange(n, dtype=jnp.int32), col4row
-        row_pot, col_pot = u, v
-    cols = jnp.where(ok, cols, -1)
-    rows = jnp.where(ok, rows, -1) if transpose else rows
-    sign = -1.0 if maximize else 1.0
-    total = jnp.sum(cost[lax.stop_gradient(rows), lax.stop_gradient(cols)])
-    fail = jnp.where(status == STATUS_INFEASIBLE, sign * jnp.inf, jnp.nan).astype(dtype)
-    total = jnp.where(ok, total, fail)
-    row_pot = jnp.where(ok, sign * row_pot, jnp.nan)
-    col_pot = jnp.where(ok, sign * col_pot, jnp.nan)
-    out = AssignmentOutput(rows, cols, total, row_pot, col_pot, status)
-    if is_concrete(status) and int(status) == STATUS_INFEASIBLE:
+    out = _assignment_core(cost, bool(maximize), rounds)
+    if is_concrete(out.status) and int(out.status) == STATUS_INFEASIBLE:
         raise ValueError(
             f"`cost` of shape {cost.shape} is infeasible: no assignment of all "
             f"{k} {'rows' if n <= m else 'columns'} avoids the forbidden "
@@ -463,9 +544,13 @@ def hungarian(cost: jax.typing.ArrayLike, *, maximize: bool = False) -> tuple[ja
     ``+inf`` (``-inf`` when maximising) entries are forbidden pairs. Runs under ``jit`` and
     ``vmap`` (batches use a flat loop: see the module docstring).
 
+    Bad input: as :func:`linear_assignment` (``ValueError`` for static problems and for a
+    concrete NaN, ``-inf`` or infeasible ``cost``; traced, ``cols == -1``, and ``rows == -1`` too
+    when ``n > m``). See ``docs/conventions.md``.
+
     Args:
       cost: Array of shape ``[n, m]``.
-      maximize: Maximise the total instead (static).
+      maximize: Maximise the total instead (static bool).
 
     Returns:
       ``rows [k]`` (increasing) and ``cols [k]`` int32, ``k = min(n, m)``: row ``rows[p]`` is

@@ -15,15 +15,30 @@ with ``jax.vmap``):
 The alignment matrix ``alpha: [n, m]`` is a row-wise softmax of the energies ``e: [n, m]`` over
 the unmasked keys: each row sums to 1, and ``context = alpha @ values``.
 
+Masked keys are never read. A key (and its value) that no query may attend is replaced by zeros
+before any arithmetic, so whatever it holds (NaN, inf, 1e30) changes neither outputs nor
+gradients; a masked energy never enters an ``exp`` (double ``where``) and is reported as
+``-inf`` in ``energies``. With an ``[n, m]`` mask, a key that some query may attend is real
+data: a NaN in it propagates (to every row of the product, as NaN always does in a matrix
+product). NaN in unmasked data propagates to the outputs and gradients.
+
 Fully masked rows: a query with no key to attend gets ``alpha[i] = 0`` (the row sums to 0, not
-1), ``context[i] = 0``, and zero gradients, never NaN. (A softmax over all ``-inf`` is NaN; the
-large-negative fill used by ``jax.nn.dot_product_attention`` and most frameworks instead spreads
-the row uniformly over the padding, which silently averages padded values into the context.)
+1), ``context[i] = 0`` and zero gradients, never NaN: a documented, recognisable value (a
+softmax over all ``-inf`` is NaN; the large-negative fill used by
+``jax.nn.dot_product_attention`` and most frameworks instead spreads the row uniformly over the
+padding, which silently averages padded values into the context).
 
 Numerics: the softmax is stabilised by the row maximum over the unmasked keys (held constant in
-the derivative, as in ``jax.nn.softmax``); masked energies never enter an ``exp``, so a masked
-energy of any size (``inf`` included) cannot overflow into a NaN gradient. A NaN energy at an
-unmasked position propagates to its row. Outputs follow the inputs' dtype.
+the derivative, as in ``jax.nn.softmax``); an unmasked energy of ``+inf`` (or beyond the float
+range) takes the whole row, as in the limit. float16/bfloat16 inputs are computed in float32
+and the outputs cast back to the input dtype. Dot products are taken on rows rescaled by exact
+powers of two, so huge queries and keys (``1e30``) do not overflow into ``inf - inf``.
+
+Bad input (see ``docs/conventions.md``): wrong ranks or sizes, complex or ``None`` arrays,
+non-boolean masks, array-valued ``scale``/``target`` and unknown static options raise
+``ValueError`` naming the argument, eagerly and under ``jit``/``vmap``. Concrete bad values
+(``scale <= 0``, negative ``alpha``, negative ``target``) raise; under ``jit`` they make every
+floating output NaN (integer indices ``-1``).
 
 References:
   Bahdanau, Cho & Bengio, "Neural Machine Translation by Jointly Learning to Align and
@@ -42,7 +57,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._src.checks import as_float_array, check_positive, is_concrete
+from alignment._src import checks
+from alignment._src.checks import as_float_array, is_concrete
+from alignment._src.numerics import pow2_products, pow2_rows
 
 __all__ = [
     "AttentionOutput",
@@ -62,8 +79,7 @@ class AttentionOutput(NamedTuple):
       context: ``[n, d_v]`` context vectors ``z_i = sum_j alpha_ij values_j``.
       alpha: ``[n, m]`` alignment matrix; each row sums to 1 over the unmasked keys (0 for a
         fully masked row).
-      energies: ``[n, m]`` the scores ``e_ij`` before masking and softmax (masked entries hold
-        their unmasked value; they do not enter ``alpha``).
+      energies: ``[n, m]`` the scores ``e_ij`` before the softmax; ``-inf`` at masked entries.
     """
 
     context: jax.Array
@@ -98,7 +114,26 @@ def _matrix(x, name: str, what: str) -> jax.Array:
     x = as_float_array(x, name)
     if x.ndim != 2:
         raise ValueError(f"`{name}` must be a 2-D array {what}, got shape {x.shape}.")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"`{name}` must be non-empty {what}, got shape {x.shape}.")
     return x
+
+
+def _read_keys(keys, values, mask):
+    """Keys and values that no query may attend, replaced by zeros before any arithmetic."""
+    if mask is None:
+        return keys, values
+    read = jnp.any(mask, axis=0)[:, None]
+    return jnp.where(read, keys, 0.0), jnp.where(read, values, 0.0)
+
+
+def _soft_output(energies, values, mask, dtype, bad=None) -> AttentionOutput:
+    alpha = _masked_softmax(energies, mask)
+    if mask is not None:
+        energies = jnp.where(mask, energies, -jnp.inf)
+    out = AttentionOutput(alpha @ values, alpha, energies)
+    out = checks.nan_if(bad, out)
+    return AttentionOutput(*(x.astype(dtype) for x in out))
 
 
 def _values(values, keys: jax.Array) -> jax.Array:
@@ -140,8 +175,13 @@ def masked_softmax(
       mask: None, or booleans of shape ``[m]`` or ``[n, m]``, True where an entry counts.
 
     Returns:
-      Array ``alpha`` of shape ``[n, m]``: rows sum to 1, or to 0 where every entry is masked
-      (with a zero gradient there).
+      Array ``alpha`` of shape ``[n, m]`` in the input dtype (computed in float32 for
+      float16/bfloat16): rows sum to 1, or to 0 where every entry is masked (with a zero
+      gradient there). An unmasked ``+inf`` takes its whole row.
+
+    Bad input: a non-2-D, empty or complex ``energies`` or a non-boolean ``mask`` of the wrong
+    shape raise ``ValueError``. Masked entries are never read (NaN, inf there change nothing);
+    NaN at an unmasked entry propagates to its row. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -149,25 +189,32 @@ def masked_softmax(
       >>> masked_softmax(e, mask=jnp.array([[True, True, False], [False, False, False]])).tolist()
       [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]]
     """
-    energies = as_float_array(energies, "energies")
-    if energies.ndim != 2:
-        raise ValueError(f"`energies` must be a 2-D array [n, m], got shape {energies.shape}.")
+    energies = _matrix(energies, "energies", "[n, m]")
     return _masked_softmax_jit(energies, _mask(mask, *energies.shape))
 
 
 def _masked_softmax(e: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """The softmax in the compute dtype of ``e`` (float32 for float16/bfloat16)."""
+    e = e.astype(checks.compute_dtype(e.dtype))
+    big = jnp.finfo(e.dtype).max
     if mask is None:
-        return jax.nn.softmax(e, axis=-1)
+        return jax.nn.softmax(jnp.clip(e, -big, big), axis=-1)
+    # Double where: masked energies are replaced before any arithmetic, so neither their value
+    # nor their derivative can overflow (inf * 0 = NaN in the backward pass). The clip makes an
+    # unmasked +inf take the whole row (the limit) instead of giving inf - inf.
+    e = jnp.clip(jnp.where(mask, e, 0.0), -big, big)
     top = jnp.max(jnp.where(mask, e, -jnp.inf), axis=-1, keepdims=True)
     top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0.0))
-    # Double where: masked energies are replaced before the exp, so neither their value nor
-    # their derivative can overflow (inf * 0 = NaN in the backward pass).
     z = jnp.where(mask, jnp.exp(jnp.where(mask, e, top) - top), 0.0)
     total = jnp.sum(z, axis=-1, keepdims=True)
     return z / jnp.where(total > 0, total, 1.0)
 
 
-_masked_softmax_jit = jax.jit(_masked_softmax)
+def _softmax_out(e: jax.Array, mask: jax.Array | None) -> jax.Array:
+    return _masked_softmax(e, mask).astype(e.dtype)
+
+
+_masked_softmax_jit = jax.jit(_softmax_out)
 
 
 def additive_attention(
@@ -197,8 +244,14 @@ def additive_attention(
       mask: None, ``[m]`` or ``[n, m]`` booleans, True where a key may be attended.
 
     Returns:
-      :class:`AttentionOutput` ``(context [n, d_v], alpha [n, m], energies [n, m])``. A fully
-      masked row has ``alpha = 0`` and ``context = 0`` (see the module docstring).
+      :class:`AttentionOutput` ``(context [n, d_v], alpha [n, m], energies [n, m])`` in the
+      input dtype; ``energies`` is ``-inf`` at masked entries. A fully masked row has
+      ``alpha = 0`` and ``context = 0`` (see the module docstring).
+
+    Bad input: ranks, sizes, empty or complex arrays, ``None`` for a required array and a
+    non-boolean ``mask`` raise ``ValueError`` naming the argument (also under ``jit``). Keys and
+    values no query may attend are never read; NaN in attended data propagates. See
+    ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -238,12 +291,15 @@ def additive_attention(
 
 @jax.jit
 def _additive(queries, keys, values, w, u, v, bias, mask) -> AttentionOutput:
+    dtype = jnp.result_type(queries, keys, values, w, u, v, *([] if bias is None else [bias]))
+    ct = checks.compute_dtype(dtype)
+    queries, keys, values, w, u, v = (x.astype(ct) for x in (queries, keys, values, w, u, v))
+    keys, values = _read_keys(keys, values, mask)
     hidden = (queries @ w.T)[:, None, :] + (keys @ u.T)[None, :, :]  # [n, m, a]
     if bias is not None:
-        hidden = hidden + bias
+        hidden = hidden + bias.astype(ct)
     energies = jnp.tanh(hidden) @ v
-    alpha = _masked_softmax(energies, mask)
-    return AttentionOutput(alpha @ values, alpha, energies)
+    return _soft_output(energies, values, mask, dtype)
 
 
 def dot_product_attention(
@@ -261,13 +317,21 @@ def dot_product_attention(
       keys: ``[m, d]``.
       values: ``[m, d_v]`` or None (then ``keys``).
       scale: positive scalar, default ``1 / sqrt(d)``; traced (a learnable inverse temperature
-        works).
+        works). The temperature-like parameters of the library are compared side by side in
+        ``docs/conventions.md``.
       mask: None, ``[m]`` or ``[n, m]`` booleans, True where a key may be attended.
 
     Returns:
-      :class:`AttentionOutput` ``(context [n, d_v], alpha [n, m], energies [n, m])``. A fully
-      masked row has ``alpha = 0`` and ``context = 0``, where ``jax.nn.dot_product_attention``
-      returns the mean of all values, padding included.
+      :class:`AttentionOutput` ``(context [n, d_v], alpha [n, m], energies [n, m])`` in the
+      input dtype; ``energies`` is ``-inf`` at masked entries. A fully masked row has
+      ``alpha = 0`` and ``context = 0``, where ``jax.nn.dot_product_attention`` returns the mean
+      of all values, padding included.
+
+    Bad input: ranks, sizes, empty or complex arrays, a non-boolean ``mask`` and an
+    array-valued ``scale`` raise ``ValueError`` (also under ``jit``); a concrete ``scale`` that
+    is not finite and positive raises, under ``jit`` it makes every output NaN. Keys and values
+    no query may attend are never read; NaN in attended data propagates. See
+    ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -288,17 +352,23 @@ def dot_product_attention(
     n, d = queries.shape
     m = keys.shape[0]
     if scale is None:
-        scale = 1.0 / float(np.sqrt(d)) if d > 0 else 1.0
+        scale = 1.0 / float(np.sqrt(d))
     else:
-        check_positive(scale, "scale")
+        checks.scalar(scale, "scale", "positive")
     return _dot(queries, keys, values, scale, _mask(mask, n, m))
 
 
 @jax.jit
 def _dot(queries, keys, values, scale, mask) -> AttentionOutput:
-    energies = scale * (queries @ keys.T)
-    alpha = _masked_softmax(energies, mask)
-    return AttentionOutput(alpha @ values, alpha, energies)
+    dtype = jnp.result_type(queries, keys, values)
+    ct = checks.compute_dtype(dtype)
+    queries, keys, values = (x.astype(ct) for x in (queries, keys, values))
+    scale = jnp.asarray(scale, ct)
+    keys, values = _read_keys(keys, values, mask)
+    xq, eq = pow2_rows(queries)
+    xk, ek = pow2_rows(keys)
+    energies = scale * pow2_products(xq @ xk.T, eq, ek, None, queries.shape[1])
+    return _soft_output(energies, values, mask, dtype, checks.invalid_scalar(scale, "positive"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,8 +405,14 @@ def hard_attention(
 
     Returns:
       :class:`HardAttentionOutput` ``(context [n, d_v], alpha [n, m] one-hot, index [n],
-      log_prob [n])``. A row of ``alpha`` that sums to 0 selects nothing: index ``-1``, context
-      and one-hot 0, ``log_prob`` 0. Entries with ``alpha = 0`` are never sampled.
+      log_prob [n])``, floats in the input dtype. A row of ``alpha`` that sums to 0 selects
+      nothing: index ``-1``, context and one-hot 0, ``log_prob`` 0. Entries with ``alpha = 0``
+      are never sampled, and values no row can select are never read.
+
+    Bad input: ranks, sizes, empty or complex arrays and a non-bool ``straight_through`` raise
+    ``ValueError`` (also under ``jit``); concrete negative ``alpha`` raises, traced negative
+    ``alpha`` gives NaN floats and index ``-1``. A NaN in a row of ``alpha`` propagates to that
+    row's ``context`` and ``log_prob`` (index ``-1``). See ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -356,15 +432,22 @@ def hard_attention(
             f"`values` must have one row per column of `alpha`: alpha {alpha.shape}, "
             f"values {values.shape}."
         )
-    if is_concrete(alpha) and alpha.size and bool(jnp.any(alpha < 0)):
+    if is_concrete(alpha) and bool(jnp.any(alpha < 0)):
         raise ValueError("`alpha` must be non-negative (an alignment matrix).")
+    checks.static_choice(straight_through, "straight_through", (False, True))
     return _hard(alpha, values, key, bool(straight_through))
 
 
 @functools.partial(jax.jit, static_argnums=3)
 def _hard(alpha, values, key, straight_through) -> HardAttentionOutput:
+    dtype = jnp.result_type(alpha, values)
+    ct = checks.compute_dtype(dtype)
+    alpha, values = alpha.astype(ct), values.astype(ct)
     m = alpha.shape[1]
-    row_ok = jnp.sum(alpha, axis=-1) > 0
+    bad = jnp.any(alpha < 0)  # traced negative weights: the NaN policy
+    # Values of keys no query can select (alpha = 0 in every row) are never read.
+    values = jnp.where(jnp.any(alpha != 0, axis=0)[:, None], values, 0.0)
+    row_ok = jnp.sum(alpha, axis=-1) > 0  # False for an all-zero or a NaN row
     positive = alpha > 0
     if key is None:
         index = jnp.argmax(alpha, axis=-1)
@@ -372,13 +455,21 @@ def _hard(alpha, values, key, straight_through) -> HardAttentionOutput:
         logits = jnp.where(positive, jnp.log(jnp.where(positive, alpha, 1.0)), -jnp.inf)
         index = jax.random.categorical(key, jax.lax.stop_gradient(logits), axis=-1)
     index = jnp.where(row_ok, index, -1).astype(jnp.int32)
-    onehot = jax.nn.one_hot(index, m, dtype=alpha.dtype)  # index -1 gives a zero row
+    onehot = jax.nn.one_hot(index, m, dtype=ct)  # index -1 gives a zero row
     if straight_through:
         onehot = onehot + (alpha - jax.lax.stop_gradient(alpha))
     picked = jnp.take_along_axis(alpha, jnp.maximum(index, 0)[:, None], axis=-1)[:, 0]
     safe = jnp.where(row_ok, picked, 1.0)
     log_prob = jnp.where(row_ok, jnp.log(safe), 0.0)
-    return HardAttentionOutput(onehot @ values, onehot, index, log_prob)
+    # NaN in a row of alpha (real data) propagates to that row's context and log_prob.
+    poison = jnp.sum(jnp.where(jnp.isnan(alpha), alpha, 0.0), axis=-1)
+    out = HardAttentionOutput(onehot @ values + poison[:, None], onehot, index, log_prob + poison)
+    out = checks.nan_if(bad, out)
+    return out._replace(
+        context=out.context.astype(dtype),
+        alpha=out.alpha.astype(dtype),
+        log_prob=out.log_prob.astype(dtype),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +514,13 @@ def doubly_stochastic_penalty(
       region_mask: None or ``[m]`` booleans, True for real (not padded) regions.
 
     Returns:
-      A scalar.
+      A scalar in the input dtype (accumulated in float32 for float16/bfloat16).
+
+    Bad input: a non-2-D, empty or complex ``alphas``, masks of the wrong shape or dtype, an
+    unknown ``reduction`` and an array-valued ``target`` raise ``ValueError`` (also under
+    ``jit``); a concrete negative or non-finite ``target`` (or ``region_mask`` masking every
+    region with ``reduction="mean"``) raises, under ``jit`` it gives NaN. Padded steps and regions
+    are never read; NaN in the valid ``alphas`` propagates. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -434,9 +531,7 @@ def doubly_stochastic_penalty(
     """
     alphas = _matrix(alphas, "alphas", "[t, m]")
     t, m = alphas.shape
-    target = as_float_array(target, "target")
-    if target.ndim != 0:
-        raise ValueError(f"`target` must be a scalar, got shape {target.shape}.")
+    checks.scalar(target, "target", "nonnegative")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"`reduction` must be 'sum' or 'mean', got {reduction!r}.")
     if step_mask is not None:
@@ -453,20 +548,31 @@ def doubly_stochastic_penalty(
                 f"`region_mask` must be booleans of shape [m]={(m,)}, got {region_mask.dtype} "
                 f"{region_mask.shape}."
             )
+        if reduction == "mean" and is_concrete(region_mask) and not bool(jnp.any(region_mask)):
+            raise ValueError("`region_mask` masks every region: the mean over regions is empty.")
     return _penalty(alphas, target, step_mask, region_mask, reduction)
 
 
 @functools.partial(jax.jit, static_argnums=4)
 def _penalty(alphas, target, step_mask, region_mask, reduction):
+    dtype = alphas.dtype
+    ct = checks.compute_dtype(dtype)
+    alphas = alphas.astype(ct)
+    target = jnp.asarray(target, ct)
+    bad = checks.invalid_scalar(target, "nonnegative")
+    # Padded steps and regions are replaced before any arithmetic (double where).
     if step_mask is not None:
         alphas = jnp.where(step_mask[:, None], alphas, 0.0)
+    if region_mask is not None:
+        alphas = jnp.where(region_mask[None, :], alphas, 0.0)
     per_region = (target - jnp.sum(alphas, axis=0)) ** 2
     if region_mask is None:
         total = jnp.sum(per_region)
-        count = alphas.shape[1]
+        count = jnp.asarray(alphas.shape[1], ct)
     else:
         total = jnp.sum(jnp.where(region_mask, per_region, 0.0))
-        count = jnp.maximum(jnp.sum(region_mask), 1)
-    if reduction == "sum":
-        return total
-    return total / jnp.maximum(count, 1)
+        count = jnp.sum(region_mask).astype(ct)
+        if reduction == "mean":
+            bad = bad | (count == 0)
+    result = total if reduction == "sum" else total / jnp.maximum(count, 1)
+    return checks.nan_if(bad, result).astype(dtype)

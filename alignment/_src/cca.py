@@ -18,6 +18,16 @@ values of ``T``, in decreasing order; with ``reg > 0`` they are shrunk towards 0
 ``x`` direction is positive (ties to the first), and the ``y`` direction follows, so that every
 correlation is non-negative.
 
+Units. Correlations do not depend on the units of the data, but float32 covariances do: data
+in units of 1e30 (or 1e-30) would square to inf (or 0). Every function therefore centres each
+view and divides it by a power of two ``2 ** e`` (one per view, from its largest magnitude;
+exact in binary floating point) before forming covariances, and divides the ridge by ``2 ** 2e``
+to match (``Dx^-1 (Sxx + reg I) Dx^-1``, again exact unless it overflows, in which case the ridge
+swamps the covariance and the correlations are 0 as in exact arithmetic). ``reg`` thus keeps its
+meaning, an absolute ridge on the covariance of the data as given, at every scale: rescaling the
+data by ``c`` and ``reg`` by ``c ** 2`` changes no correlation, even where ``c ** 2 reg`` itself
+is outside float32 (a concrete ``reg`` is carried as mantissa and exponent).
+
 Numerics. :func:`cca` whitens by ``eigh`` with a pseudo-inverse (eigenvalues below NumPy's rank
 tolerance ``d * eps * max`` count as zero), so ``reg = 0`` is safe on rank-deficient views
 (fewer samples than features, constant features): those directions get zero weights. It is a
@@ -43,13 +53,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from alignment._src.checks import as_float_array, is_concrete
+from alignment._src import checks
+from alignment._src import numerics as nm
 
 __all__ = [
     "CCAOutput",
+    "CCATransformOutput",
     "cca",
     "cca_transform",
     "dcca_loss",
@@ -80,6 +91,18 @@ class CCAOutput(NamedTuple):
     mean_y: jax.Array
 
 
+class CCATransformOutput(NamedTuple):
+    """Result of :func:`cca_transform`: the canonical variates of both views.
+
+    Attributes:
+      zx: Array of shape ``[m, k]`` (``[k]`` for one sample), ``(x - mean_x) @ wx``.
+      zy: Array of shape ``[m', k]`` (``[k]``), ``(y - mean_y) @ wy``.
+    """
+
+    zx: jax.Array
+    zy: jax.Array
+
+
 # --------------------------------------------------------------------------------------------
 # Validation.
 # --------------------------------------------------------------------------------------------
@@ -87,8 +110,8 @@ class CCAOutput(NamedTuple):
 
 def _check_views(x, y, names: tuple[str, str] = ("x", "y")) -> tuple[jax.Array, jax.Array]:
     """Two 2-D float arrays with the same number of rows (>= 2), in a common dtype."""
-    x = as_float_array(x, names[0])
-    y = as_float_array(y, names[1])
+    x = checks.as_float_array(x, names[0])
+    y = checks.as_float_array(y, names[1])
     for name, arr in zip(names, (x, y), strict=True):
         if arr.ndim != 2:
             raise ValueError(
@@ -111,34 +134,11 @@ def _check_views(x, y, names: tuple[str, str] = ("x", "y")) -> tuple[jax.Array, 
     return x.astype(dtype), y.astype(dtype)
 
 
-def _check_k(k, dx: int, dy: int, shapes: str) -> int:
-    """``k`` as an int in ``[1, min(dx, dy)]`` (``None`` gives ``min(dx, dy)``), else raises."""
-    kmax = min(dx, dy)
-    if k is None:
-        return kmax
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise ValueError(f"`k` must be None or a positive int (static), got {k!r}.")
-    if not 1 <= int(k) <= kmax:
-        raise ValueError(
-            f"`k`={int(k)} must be between 1 and min(dx, dy) = {kmax} for {shapes}: there are "
-            f"only {kmax} canonical pairs."
-        )
-    return int(k)
-
-
-def _check_reg(reg, *, positive: bool) -> None:
-    """Raises ``ValueError`` if a concrete ``reg`` is negative (or 0 when ``positive``)."""
-    if reg is None:
-        raise ValueError("`reg` must be a number, got None.")
-    if not is_concrete(reg):
-        return
-    arr = np.asarray(reg)
-    if arr.ndim != 0:
-        raise ValueError(f"`reg` must be a scalar, got an array of shape {arr.shape}.")
-    bad = not np.isfinite(arr) or (arr <= 0 if positive else arr < 0)
-    if bad:
-        need = "a finite positive number" if positive else "a finite number >= 0"
-        raise ValueError(f"`reg` must be {need}, got {arr.item()!r}.")
+def _reg_parts(reg, domain: str, dtype) -> tuple[jax.Array, jax.Array]:
+    """Validates ``reg`` and splits it as ``mantissa * 2 ** exponent`` (see ``_covariances``)."""
+    checks.scalar(reg, "reg", domain)
+    mantissa, exponent = checks.split_pow2(reg)
+    return jnp.asarray(mantissa, dtype), jnp.asarray(exponent, jnp.int32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,62 +146,55 @@ def _check_reg(reg, *, positive: bool) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _covariances(x: jax.Array, y: jax.Array, reg) -> tuple[jax.Array, ...]:
-    """Means and the ``1 / (n - 1)`` covariances ``Sxx + reg I``, ``Syy + reg I``, ``Sxy``."""
+def _scaled_ridge(reg_m, reg_e, e, dtype) -> jax.Array:
+    """``reg * 2 ** (-2 e)``: the absolute ridge in the units ``2 ** e`` of a view, exactly.
+
+    Clamped below ``2 ** (maxexp - 4)`` (where the ridge already swamps a unit covariance, and
+    ``inf`` would give ``inf - inf``): the result is then the exact one rounded to 0.
+    """
+    ridge = nm.scale_pow2(jnp.asarray(reg_m, dtype), reg_e - 2 * e)
+    big = jnp.asarray(2.0 ** (jnp.finfo(dtype).maxexp - 4), dtype)
+    return jnp.minimum(ridge, big)
+
+
+def _covariances(x: jax.Array, y: jax.Array, reg_m, reg_e) -> tuple[jax.Array, ...]:
+    """Means, and ``Sxx + reg I``, ``Syy + reg I``, ``Sxy`` (``1 / (n - 1)``) in exact units.
+
+    Each view is centred and expressed in a power-of-two unit ``2 ** e`` of its own
+    (:func:`~alignment._src.numerics.center_pow2`): ``x - mean_x = xs 2 ** ex``. The returned
+    matrices are those of ``xs``, ``ys`` with the ridge ``reg 2 ** (-2 ex)``, i.e. exactly
+    ``Dx^-1 (Sxx + reg I) Dx^-1`` with ``Dx = 2 ** ex I`` (and ``Dx^-1 Sxy Dy^-1``): the same
+    canonical correlations and, mapped back by ``2 ** -ex``, the same directions, with nothing
+    to overflow or underflow in float32 for data in units of 1e30 or 1e-30.
+    """
     n = x.shape[0]
-    mx, my = jnp.mean(x, axis=0), jnp.mean(y, axis=0)
-    xc, yc = x - mx, y - my
+    mx, xs, ex = nm.center_pow2(x)
+    my, ys, ey = nm.center_pow2(y)
     scale = 1.0 / (n - 1)
-    reg = jnp.asarray(reg, x.dtype)
-    sxx = scale * (xc.T @ xc) + reg * jnp.eye(x.shape[1], dtype=x.dtype)
-    syy = scale * (yc.T @ yc) + reg * jnp.eye(y.shape[1], dtype=y.dtype)
-    sxy = scale * (xc.T @ yc)
-    return mx, my, sxx, syy, sxy
+    rx = _scaled_ridge(reg_m, reg_e, ex, x.dtype)
+    ry = _scaled_ridge(reg_m, reg_e, ey, y.dtype)
+    sxx = scale * (xs.T @ xs) + rx * jnp.eye(x.shape[1], dtype=x.dtype)
+    syy = scale * (ys.T @ ys) + ry * jnp.eye(y.shape[1], dtype=y.dtype)
+    sxy = scale * (xs.T @ ys)
+    return mx, my, sxx, syy, sxy, ex, ey
 
 
 def _inv_sqrt_factor(cov: jax.Array) -> jax.Array:
     """``K = V diag(lam^-1/2)`` with ``K^T cov K = I`` on the range of ``cov`` (pseudo-inverse).
 
-    Eigenvalues below NumPy's rank tolerance ``d * eps * max(lam)`` get a zero column. Not for
-    differentiation (autodiff through ``eigh`` is NaN at repeated eigenvalues).
+    Eigenvalues at or below NumPy's rank tolerance
+    (:func:`~alignment._src.numerics.rank_tolerance`) get a zero column. Not for differentiation
+    (autodiff through ``eigh`` is NaN at repeated eigenvalues).
     """
     lam, vecs = jnp.linalg.eigh(0.5 * (cov + cov.T))
-    tol = cov.shape[0] * jnp.finfo(cov.dtype).eps * jnp.max(lam)
-    kept = lam > tol
+    kept = lam > nm.rank_tolerance(lam, cov.shape[0])
     inv = jnp.where(kept, 1.0 / jnp.sqrt(jnp.where(kept, lam, 1.0)), 0.0)
     return vecs * inv
 
 
-def _sign_convention(wx: jax.Array, wy: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Flips canonical pairs so that each column of ``wx`` has its largest-magnitude entry > 0."""
-    idx = jnp.argmax(jnp.abs(wx), axis=0)
-    pivot = jnp.take_along_axis(wx, idx[None, :], axis=0)[0]
-    sign = jnp.where(pivot < 0, -1.0, 1.0).astype(wx.dtype)
-    return wx * sign, wy * sign
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _top_singular_sum(t: jax.Array, k: int, squared: bool) -> jax.Array:
-    """``sum_{i < k} sigma_i(t)`` (or ``sigma_i^2``), with ``d sigma_i = u_i^T dt v_i``."""
-    s = jnp.linalg.svd(t, compute_uv=False)[:k]
-    return jnp.sum(s * s) if squared else jnp.sum(s)
-
-
-@_top_singular_sum.defjvp
-def _top_singular_sum_jvp(k, squared, primals, tangents):
-    (t,), (dt,) = primals, tangents
-    u, s, vt = jnp.linalg.svd(t, full_matrices=False)
-    u, s, vt = u[:, :k], s[:k], vt[:k]
-    # d sigma_i = u_i^T dt v_i: no division by differences of singular values anywhere.
-    dsigma = jnp.sum(u * (dt @ vt.T), axis=0)
-    if squared:
-        return jnp.sum(s * s), jnp.sum(2.0 * s * dsigma)
-    return jnp.sum(s), jnp.sum(dsigma)
-
-
-def _whitened_cross(zx: jax.Array, zy: jax.Array, reg) -> jax.Array:
+def _whitened_cross(zx: jax.Array, zy: jax.Array, reg_m, reg_e) -> jax.Array:
     """``T = Lx^-1 Sxy Ly^-T`` from Cholesky factors ``Sxx + reg I = Lx Lx^T`` (and ``y``)."""
-    _, _, sxx, syy, sxy = _covariances(zx, zy, reg)
+    _, _, sxx, syy, sxy, _, _ = _covariances(zx, zy, reg_m, reg_e)
     lx = jnp.linalg.cholesky(sxx)
     ly = jnp.linalg.cholesky(syy)
     t = lax.linalg.triangular_solve(lx, sxy, left_side=True, lower=True)  # Lx^-1 Sxy
@@ -230,22 +223,33 @@ def cca(
 
     Numerics: the whitening is a pseudo-inverse, so ``reg = 0`` (classical CCA) works on
     rank-deficient views; with ``n - 1 < k`` the trailing correlations are 0 and their
-    directions arbitrary. Correlations are clipped to ``[0, 1]`` against rounding. Not meant to
-    be differentiated (use :func:`dcca_loss`). Works under ``jit`` and ``vmap``.
+    directions arbitrary. Each view is first expressed in an exact power-of-two unit (module
+    docstring), so the result does not depend on the units of the data: ``cca(c x, c y,
+    reg=c**2 reg)`` gives the same correlations (and ``wx / c``) for any ``c``, 1e30 or 1e-30
+    included, in float32. Correlations are clipped to ``[0, 1]`` against rounding. Not meant to
+    be differentiated (use :func:`dcca_loss`). float16/bfloat16 inputs are computed in float32
+    and returned in their dtype.
+
+    Bad input: shapes, ``k`` and dtypes are checked at trace time (``ValueError``, under
+    ``jit``/``vmap`` too; array-valued or complex ``reg`` included); a concrete ``reg`` that is
+    negative or not finite raises; under ``jit`` such a ``reg`` makes every output NaN. NaN in
+    the data propagates. See ``docs/conventions.md``.
 
     Args:
       x: Array of shape ``[n, dx]``, the first view (rows are samples).
       y: Array of shape ``[n, dy]``, the second view, row-paired with ``x``.
       k: Number of canonical pairs (static int in ``[1, min(dx, dy)]``); ``None`` for all.
-      reg: Ridge ``>= 0`` added to both within-view covariances.
+      reg: Absolute ridge ``>= 0`` added to both within-view covariances, ``Sxx + reg I``, in
+        the units of the data as given (traced).
 
     Returns:
       A :class:`CCAOutput` ``(wx [dx, k], wy [dy, k], correlations [k], mean_x [dx],
       mean_y [dy])``.
 
     Raises:
-      ValueError: ``x`` or ``y`` is not 2-D, their numbers of rows differ or are below 2, ``k``
-        is outside ``[1, min(dx, dy)]``, or a concrete ``reg`` is negative.
+      ValueError: ``x`` or ``y`` is not 2-D, complex or ``None``, their numbers of rows differ
+        or are below 2, ``k`` is not an int in ``[1, min(dx, dy)]``, ``reg`` is not a scalar, or
+        a concrete ``reg`` is negative or not finite.
 
     References:
       Hotelling, "Relations between two sets of variates", Biometrika 1936.
@@ -259,38 +263,51 @@ def cca(
       ((3, 2), [1.0, 1.0])
     """
     x, y = _check_views(x, y)
-    k = _check_k(k, x.shape[1], y.shape[1], f"x: {x.shape} and y: {y.shape}")
-    _check_reg(reg, positive=False)
-    return _cca(x, y, jnp.asarray(reg, x.dtype), k)
+    k = checks.static_k(k, x.shape[1], y.shape[1], f"x: {x.shape} and y: {y.shape}")
+    dtype = checks.compute_dtype(x.dtype)
+    reg_m, reg_e = _reg_parts(reg, "nonnegative", dtype)
+    out = _cca(x.astype(dtype), y.astype(dtype), reg_m, reg_e, k)
+    return jax.tree.map(lambda a: a.astype(x.dtype), out)
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
-def _cca(x, y, reg, k: int) -> CCAOutput:
-    mx, my, sxx, syy, sxy = _covariances(x, y, reg)
+@functools.partial(jax.jit, static_argnums=(4,))
+def _cca(x, y, reg_m, reg_e, k: int) -> CCAOutput:
+    mx, my, sxx, syy, sxy, ex, ey = _covariances(x, y, reg_m, reg_e)
     kx, ky = _inv_sqrt_factor(sxx), _inv_sqrt_factor(syy)
     u, s, vt = jnp.linalg.svd(kx.T @ sxy @ ky, full_matrices=False)
-    wx, wy = _sign_convention(kx @ u[:, :k], ky @ vt[:k].T)
-    return CCAOutput(wx, wy, jnp.clip(s[:k], 0.0, 1.0), mx, my)
+    # back to the units of the data: x - mean_x = xs 2**ex, so wx = wx_s 2**-ex (exact)
+    wx = nm.scale_pow2(kx @ u[:, :k], -ex)
+    wy = nm.scale_pow2(ky @ vt[:k].T, -ey)
+    wx, wy = nm.canonical_signs(wx, wy)
+    out = CCAOutput(wx, wy, jnp.clip(s[:k], 0.0, 1.0), mx, my)
+    return checks.nan_if(checks.invalid_scalar(reg_m, "nonnegative"), out)
 
 
 def cca_transform(
     result: CCAOutput,
-    x: jax.typing.ArrayLike | None = None,
-    y: jax.typing.ArrayLike | None = None,
-) -> tuple[jax.Array | None, jax.Array | None]:
+    x: jax.typing.ArrayLike,
+    y: jax.typing.ArrayLike,
+) -> CCATransformOutput:
     """Projects (new) data on the canonical directions of a fitted :func:`cca`.
+
+    Both views are required (no output field is ever ``None``); for one view alone, the
+    variates are ``(x - result.mean_x) @ result.wx``.
+
+    Bad input: shapes and dtypes are checked at trace time (``ValueError``, under
+    ``jit``/``vmap`` too). NaN in the data propagates. See ``docs/conventions.md``.
 
     Args:
       result: The :class:`CCAOutput` of :func:`cca`.
-      x: Array of shape ``[m, dx]`` (or ``[dx]`` for one sample), or ``None``.
-      y: Array of shape ``[m', dy]`` (or ``[dy]``), or ``None``.
+      x: Array of shape ``[m, dx]`` (or ``[dx]`` for one sample).
+      y: Array of shape ``[m', dy]`` (or ``[dy]``).
 
     Returns:
-      ``(zx, zy)``: ``(x - mean_x) @ wx`` of shape ``[m, k]`` and ``(y - mean_y) @ wy`` of shape
-      ``[m', k]``; ``None`` for a view not given.
+      A :class:`CCATransformOutput` ``(zx, zy)``: ``(x - mean_x) @ wx`` of shape ``[m, k]`` and
+      ``(y - mean_y) @ wy`` of shape ``[m', k]``, in the dtype of the inputs.
 
     Raises:
-      ValueError: a view's last dimension does not match the fitted one.
+      ValueError: ``result`` is not a :class:`CCAOutput`, a view is ``None``, complex, of rank
+        other than 1 or 2, or its last dimension does not match the fitted one.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -299,22 +316,29 @@ def cca_transform(
       >>> bool(jnp.allclose(zx, zy, atol=1e-4))  # perfectly correlated: equal variates
       True
     """
+    if not isinstance(result, CCAOutput):
+        raise ValueError(f"`result` must be the CCAOutput of cca(), got {type(result).__name__}.")
     out = []
     for name, view, w, mean in (
         ("x", x, result.wx, result.mean_x),
         ("y", y, result.wy, result.mean_y),
     ):
-        if view is None:
-            out.append(None)
-            continue
-        view = as_float_array(view, name)
+        view = checks.as_float_array(view, name)
         if view.ndim not in (1, 2) or view.shape[-1] != w.shape[0]:
             raise ValueError(
                 f"`{name}` must have shape [m, {w.shape[0]}] (or [{w.shape[0]}]) to match the "
                 f"fitted w{name} of shape {w.shape}, got shape {view.shape}."
             )
-        out.append((view - mean) @ w)
-    return out[0], out[1]
+        dtype = jnp.result_type(view, w)
+        cdtype = checks.compute_dtype(dtype)
+        z = _project(view.astype(cdtype), w.astype(cdtype), jnp.asarray(mean, cdtype))
+        out.append(z.astype(dtype))
+    return CCATransformOutput(out[0], out[1])
+
+
+@jax.jit
+def _project(view, w, mean):
+    return (view - mean) @ w
 
 
 def dcca_loss(
@@ -333,19 +357,29 @@ def dcca_loss(
 
     Numerics: Cholesky whitening and a closed-form singular-value derivative (module docstring):
     gradients are finite when correlations repeat and for rank-deficient batches (``b <= d``)
-    thanks to ``reg > 0``. Under ``jit`` a non-positive ``reg`` is not caught and may give NaN.
+    thanks to ``reg > 0``. Each view is expressed in an exact power-of-two unit first, so
+    ``dcca_loss(c zx, c zy, reg=c**2 reg)`` equals ``dcca_loss(zx, zy, reg=reg)`` for any ``c``
+    (1e30, 1e-30) in float32, and the absolute ``reg`` keeps its meaning at every scale.
+    float16/bfloat16 inputs are computed in float32; the result has their dtype.
+
+    Bad input: shapes, ``k`` and dtypes are checked at trace time (``ValueError``, under
+    ``jit``/``vmap`` too; array-valued or complex ``reg`` included); a concrete ``reg <= 0`` or
+    non-finite ``reg`` raises; under ``jit`` it gives NaN (value and gradient). NaN in the data
+    propagates. See ``docs/conventions.md``.
 
     Args:
       zx: Array of shape ``[b, dx]``, features of the first view for a batch.
       zy: Array of shape ``[b, dy]``, features of the second view, row-paired with ``zx``.
       k: Number of correlations summed (static int in ``[1, min(dx, dy)]``); ``None`` for all.
-      reg: Positive ridge added to both within-view covariances (Andrew et al.'s ``r1 = r2``).
+      reg: Positive absolute ridge added to both within-view covariances (Andrew et al.'s
+        ``r1 = r2``), in the units of ``zx`` and ``zy`` squared (traced, differentiable).
 
     Returns:
       Scalar in ``[-k, 0]``.
 
     Raises:
-      ValueError: bad shapes (see :func:`cca`), ``k`` out of range, or a concrete ``reg <= 0``.
+      ValueError: bad shapes or dtypes (see :func:`cca`), ``k`` out of range or not an int,
+        ``reg`` not a scalar, or a concrete ``reg`` that is not finite and positive.
 
     References:
       Andrew, Arora, Bilmes & Livescu, "Deep Canonical Correlation Analysis", ICML 2013.
@@ -358,19 +392,30 @@ def dcca_loss(
       >>> round(float(loss), 3), bool(jnp.all(jnp.isfinite(grad)))
       (-4.0, True)
     """
+    return _dcca_public(zx, zy, k, reg, squared=False)
+
+
+def _dcca_public(zx, zy, k, reg, *, squared: bool) -> jax.Array:
     zx, zy = _check_views(zx, zy, ("zx", "zy"))
-    k = _check_k(k, zx.shape[1], zy.shape[1], f"zx: {zx.shape} and zy: {zy.shape}")
-    _check_reg(reg, positive=True)
-    return _dcca(zx, zy, jnp.asarray(reg, zx.dtype), k, False)
+    k = checks.static_k(k, zx.shape[1], zy.shape[1], f"zx: {zx.shape} and zy: {zy.shape}")
+    dtype = checks.compute_dtype(zx.dtype)
+    reg_m, reg_e = _reg_parts(reg, "positive", dtype)
+    out = _dcca(zx.astype(dtype), zy.astype(dtype), reg_m, reg_e, k, squared)
+    return out.astype(zx.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _dcca(zx, zy, reg, k: int, squared: bool) -> jax.Array:
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _dcca(zx, zy, reg_m, reg_e, k: int, squared: bool) -> jax.Array:
     """Both objectives, compiled once per shape (eager calls included)."""
-    t = _whitened_cross(zx, zy, reg)
+    bad = checks.invalid_scalar(reg_m, "positive")
+    # a bad (traced) reg gets a harmless stand-in, so that the gradient is NaN by nan_if only
+    safe_m = jnp.where(bad, jnp.ones_like(reg_m), reg_m)
+    t = _whitened_cross(zx, zy, safe_m, reg_e)
     if squared and k == min(t.shape):
-        return -jnp.sum(t * t)
-    return -_top_singular_sum(t, k, squared)
+        value = -jnp.sum(t * t)
+    else:
+        value = -nm.top_singular_sum(t, k, squared)
+    return checks.nan_if(bad, value)
 
 
 def dcca_squared_loss(
@@ -386,14 +431,19 @@ def dcca_squared_loss(
     ``-||T||_F^2 = -tr(Sxx^-1 Sxy Syy^-1 Syx)``, a smooth function computed without any
     decomposition. It weights strong correlations more than :func:`dcca_loss` (its gradient in
     ``sigma_i`` is ``2 sigma_i``, not 1), so weak canonical pairs learn more slowly. This is the
-    quantity cca-zoo's ``CCALoss`` returns; it is not Andrew et al.'s objective.
+    quantity cca-zoo's ``CCALoss`` returns; it is not Andrew et al.'s objective. Scale-free in
+    the same sense as :func:`dcca_loss`.
+
+    Bad input: as :func:`dcca_loss` (``ValueError`` for shapes, dtypes, ``k`` and concrete
+    ``reg <= 0``; NaN under ``jit`` for a bad traced ``reg``; NaN in the data propagates). See
+    ``docs/conventions.md``.
 
     Args:
       zx: Array of shape ``[b, dx]``.
       zy: Array of shape ``[b, dy]``, row-paired with ``zx``.
       k: Number of squared correlations summed (static int in ``[1, min(dx, dy)]``); ``None``
         for all.
-      reg: Positive ridge added to both within-view covariances.
+      reg: Positive absolute ridge added to both within-view covariances.
 
     Returns:
       Scalar in ``[-k, 0]``.
@@ -412,7 +462,4 @@ def dcca_squared_loss(
       >>> round(float(dcca_squared_loss(zx, zy, k=1, reg=1e-6)), 3)  # one shared feature
       -1.0
     """
-    zx, zy = _check_views(zx, zy, ("zx", "zy"))
-    k = _check_k(k, zx.shape[1], zy.shape[1], f"zx: {zx.shape} and zy: {zy.shape}")
-    _check_reg(reg, positive=True)
-    return _dcca(zx, zy, jnp.asarray(reg, zx.dtype), k, True)
+    return _dcca_public(zx, zy, k, reg, squared=True)

@@ -68,7 +68,9 @@ def as_float_array(value, name: str, *, ndim: int | None = None, what: str = "")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"`{name}` must be a {ndim}-D array{_expect(None, what)}, got {arr.shape}.")
+        raise ValueError(
+            f"`{name}` must be a {ndim}-D array{_expect(None, what)}, got {arr.shape}."
+        )
     return arr
 
 
@@ -279,7 +281,7 @@ def mass_rtol(dtype) -> float:
 
 
 def nan_if(bad, tree):
-    """Applies the traced bad-value policy: where ``bad``, floats -> NaN, ints -> -1, bools -> False.
+    """Applies the traced bad-value policy: where ``bad``, floats NaN, ints -1, bools False.
 
     ``bad`` is a scalar (or broadcastable) bool; ``None`` means nothing to flag.
     """
@@ -315,3 +317,80 @@ def warn_unconverged(converged, solver: str, hint: str = "") -> None:
             ConvergenceWarning,
             stacklevel=3,
         )
+
+
+def static_k(k, dx: int, dy: int, shapes: str) -> int:
+    """``k`` (shared dimensions, canonical pairs) as an int in ``[1, min(dx, dy)]``.
+
+    ``None`` gives ``min(dx, dy)``. Raises ``ValueError`` for a non-int (1.5, True, an array) or
+    a value out of range; ``shapes`` describes the inputs for the message.
+    """
+    kmax = min(dx, dy)
+    if k is None:
+        return kmax
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise ValueError(
+            f"`k` must be None or a Python int (static), got {k!r} of type {type(k).__name__}."
+        )
+    if not 1 <= int(k) <= kmax:
+        raise ValueError(
+            f"`k`={int(k)} must be between 1 and min(dx, dy) = {kmax} for {shapes}: there are "
+            f"only {kmax} canonical pairs."
+        )
+    return int(k)
+
+
+def split_pow2(value) -> tuple:
+    """``(mantissa, exponent)`` with ``value = mantissa * 2 ** exponent``.
+
+    Carries a scalar whose magnitude the working dtype may not hold (``reg * c ** 2`` for data
+    rescaled by ``c = 1e30`` in float32) into a jitted core: a concrete value is split exactly in
+    float64 on the host; a traced one is returned as ``(value, 0)`` (it already fits its dtype and
+    stays differentiable). Use with :func:`alignment._src.numerics.scale_pow2`.
+    """
+    if not is_concrete(value):
+        return value, 0
+    mantissa, exponent = np.frexp(np.float64(np.asarray(value)))
+    return float(mantissa), int(exponent)
+
+
+def lengths_bounded(lengths, bounds, names: tuple[str, str] = ("t_valid", "s_valid")):
+    """:func:`lengths_pair` with an inclusive range ``(low, high)`` per entry.
+
+    For padded inputs whose valid length may be 0 (CTC labels: ``l_valid`` in ``[0, l]``).
+    ``lengths`` must be a pair of integer scalars (array-valued entries raise ``ValueError``
+    naming them, even traced). Returns ``(first, second, bad)``: Python ints when concrete
+    (outside their range: ``ValueError``), otherwise int32 scalars clipped into range, with
+    ``bad`` a traced flag for the NaN policy (``None`` when everything is concrete).
+    """
+    if not isinstance(lengths, tuple | list) or len(lengths) != 2:
+        raise ValueError(
+            f"`lengths` must be a pair ({names[0]}, {names[1]}) of integer scalars, got "
+            f"{lengths!r}."
+        )
+    out, bad = [], None
+    for name, value, (low, high) in zip(names, lengths, bounds, strict=True):
+        if value is None:
+            raise ValueError(f"`lengths` entry {name} must be an integer scalar, got None.")
+        shape = _shape(value)
+        if shape != ():
+            raise ValueError(
+                f"`lengths` entry {name} must be an integer scalar, got shape {shape} (for a "
+                "batch, jax.vmap over the lengths)."
+            )
+        dtype = getattr(value, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(value).dtype
+        if not jnp.issubdtype(dtype, jnp.integer) or isinstance(value, bool):
+            raise ValueError(f"`lengths` entry {name} must be an integer scalar, got {value!r}.")
+        if is_concrete(value):
+            v = int(np.asarray(value))
+            if not low <= v <= high:
+                raise ValueError(f"`lengths` entry {name}={v} is outside [{low}, {high}].")
+            out.append(v)
+        else:
+            v = jnp.asarray(value, jnp.int32)
+            flag = (v < low) | (v > high)
+            bad = flag if bad is None else bad | flag
+            out.append(jnp.clip(v, low, high))
+    return out[0], out[1], bad

@@ -36,21 +36,32 @@ and initialise them with the constants below.
   trains (the paper uses it down to small batches) but starts with a loss dominated by the
   positives; ``logit_bias = -log(b - 1)`` starts at the prior.
 
-More than one positive per anchor: pass ``mask: [b, b]`` (boolean, ``mask[i, j]`` true when
-``zb[j]`` is a positive for ``za[i]``; default the identity), or, for the sharded and chunked
-forms, integer ``ids: [b]`` (pairs with equal ids are positives; default each row its own id).
-The hinge and InfoNCE losses average over each anchor's positives (for InfoNCE the
-``L_out`` form of Khosla et al. 2020: ``-mean_p log softmax_p``); anchors without a positive are
-left out of the mean over anchors (a loss of 0 if none has one). The b-to-a direction uses
-``mask.T``.
+More than one positive per anchor: pass ``positives: [b, b]`` (boolean, ``positives[i, j]``
+true when ``zb[j]`` is a positive for ``za[i]``; default the identity) or integer ``ids: [b]``
+(pairs with equal ids are positives; default each row its own id). Every loss accepts ``ids``;
+the dense ones also accept ``positives`` (the chunked and sharded forms take ``ids`` only, which
+never materialise a ``[b, b]`` array). The hinge and InfoNCE losses average over each anchor's
+positives (for InfoNCE the ``L_out`` form of Khosla et al. 2020: ``-mean_p log softmax_p``);
+anchors without a positive are left out of the mean over anchors. The b-to-a direction uses
+``positives.T``. (``mask`` is the attention module's word, True = may attend; it never means
+positives here.)
 
 Reduction: every loss is a mean over anchors (SigLIP: the sum over all ``b^2`` pairs divided by
 ``b``, as in the paper and big_vision). VSE++'s published code sums over the batch instead:
 multiply :func:`vse_loss` by ``b`` to compare.
 
-inf/NaN policy: embeddings must be finite; NaN propagates. Concrete bad input (shapes,
-negative margin, non-positive ``max_scale`` or ``chunk_size``, a mask without any positive)
-raises ``ValueError``; under ``jit`` the value checks are skipped.
+Numerics: float16 and bfloat16 embeddings are computed and accumulated in float32 (the ``b^2``
+pair terms of SigLIP overflow float16 otherwise) and the loss is returned in the input dtype.
+Dot products are taken on rows rescaled by exact powers of two, so huge embeddings (``1e30`` in
+float32) give the true (possibly infinite) loss, never the NaN of ``inf - inf``; a logit whose
+magnitude would pass ``finfo.max / (4 k)`` is clamped there.
+
+Bad input (see ``docs/conventions.md``): shapes, dtypes (complex), ``None`` for an array,
+array-valued ``logit_scale``/``logit_bias``/``margin``/``max_scale`` and non-int ``chunk_size``
+raise ``ValueError`` naming the argument, eagerly and under ``jit``/``vmap``. Concrete bad values
+raise too: a non-finite ``logit_scale`` or ``logit_bias``, a negative or non-finite ``margin``,
+``max_scale <= 0``, ``positives`` without any positive pair. Under ``jit`` the same bad values
+give a NaN loss. NaN in the embeddings propagates to the loss and its gradient.
 
 References: Kiros, Salakhutdinov & Zemel, "Unifying Visual-Semantic Embeddings with Multimodal
 Neural Language Models" (2014); Faghri et al., "VSE++: Improving Visual-Semantic Embeddings
@@ -63,13 +74,15 @@ ICCV 2023; Khosla et al., "Supervised Contrastive Learning", NeurIPS 2020.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._src.checks import as_float_array, check_positive, is_concrete
+from alignment._src import checks
+from alignment._src.numerics import pow2_products, pow2_rows
 
 __all__ = [
     "CLIP_LOGIT_SCALE_INIT",
@@ -110,8 +123,8 @@ VSE_MARGIN: float = 0.2
 
 
 def _check_pair(za, zb, names=("za", "zb")) -> tuple[jax.Array, jax.Array]:
-    za = as_float_array(za, names[0])
-    zb = as_float_array(zb, names[1])
+    za = checks.as_float_array(za, names[0])
+    zb = checks.as_float_array(zb, names[1])
     for name, z in zip(names, (za, zb), strict=True):
         if z.ndim != 2:
             raise ValueError(
@@ -122,32 +135,30 @@ def _check_pair(za, zb, names=("za", "zb")) -> tuple[jax.Array, jax.Array]:
             f"`{names[0]}` and `{names[1]}` must have the same shape [b, k] (row i of one is "
             f"paired with row i of the other), got {za.shape} and {zb.shape}."
         )
-    if za.shape[0] == 0:
-        raise ValueError(f"the batch is empty: `{names[0]}` has shape {za.shape}.")
+    if za.shape[0] == 0 or za.shape[1] == 0:
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` must be non-empty [b, k], got shape {za.shape}."
+        )
     dtype = jnp.result_type(za, zb)
     return za.astype(dtype), zb.astype(dtype)
 
 
-def _check_scalar(value, name: str, dtype) -> jax.Array:
-    if is_concrete(value) and np.ndim(value) != 0:
-        raise ValueError(f"`{name}` must be a scalar, got an array of shape {np.shape(value)}.")
-    return jnp.asarray(value, dtype)
-
-
-def _check_mask(mask, b: int) -> jax.Array:
-    """The ``[b, b]`` positive mask as booleans (identity when ``None``)."""
-    if mask is None:
-        return jnp.eye(b, dtype=bool)
-    mask = jnp.asarray(mask)
-    if mask.shape != (b, b):
+def _check_positives(positives, b: int) -> jax.Array:
+    """The ``[b, b]`` boolean positives (concrete: at least one positive pair)."""
+    positives = jnp.asarray(positives)
+    if positives.shape != (b, b):
         raise ValueError(
-            f"`mask` must have shape [b, b] = {(b, b)} (mask[i, j] true when zb[j] is a "
-            f"positive for za[i]), got shape {mask.shape}."
+            f"`positives` must have shape [b, b] = {(b, b)} (positives[i, j] true when zb[j] is "
+            f"a positive for za[i]), got shape {positives.shape}."
         )
-    mask = mask.astype(bool)
-    if is_concrete(mask) and not bool(np.any(np.asarray(mask))):
-        raise ValueError("`mask` has no positive pair: every anchor needs at least one.")
-    return mask
+    if not (
+        jnp.issubdtype(positives.dtype, jnp.bool_) or jnp.issubdtype(positives.dtype, jnp.integer)
+    ):
+        raise ValueError(f"`positives` must be boolean, got dtype {positives.dtype}.")
+    positives = positives.astype(bool)
+    if checks.is_concrete(positives) and not bool(np.any(np.asarray(positives))):
+        raise ValueError("`positives` has no positive pair: at least one anchor needs one.")
+    return positives
 
 
 def _check_ids(ids, b: int, name: str = "ids") -> jax.Array | None:
@@ -162,13 +173,46 @@ def _check_ids(ids, b: int, name: str = "ids") -> jax.Array | None:
     return ids
 
 
-def _clip_scale(logit_scale, max_scale, dtype) -> jax.Array:
-    logit_scale = _check_scalar(logit_scale, "logit_scale", dtype)
-    scale = jnp.exp(logit_scale)
+def _pairs(positives, ids, b: int) -> tuple[jax.Array | None, jax.Array | None]:
+    """``(positives, ids)`` validated; at most one of them is given (both None: the identity)."""
+    if positives is not None and ids is not None:
+        raise ValueError("pass either `positives` ([b, b]) or `ids` ([b]), not both.")
+    if ids is not None:
+        return None, _check_ids(ids, b)
+    if positives is not None:
+        return _check_positives(positives, b), None
+    return None, None
+
+
+def _positive_matrix(positives, ids, b: int) -> jax.Array:
+    if positives is not None:
+        return positives
+    if ids is not None:
+        return ids[:, None] == ids[None, :]
+    return jnp.eye(b, dtype=bool)
+
+
+def _scale_args(logit_scale, max_scale):
+    checks.scalar(logit_scale, "logit_scale", "finite")
+    checks.scalar(max_scale, "max_scale", "positive", allow_none=True)
+
+
+def _log_scale(logit_scale, max_scale, dtype) -> tuple[jax.Array, jax.Array]:
+    """``log c`` with ``c = min(exp(logit_scale), max_scale)``, and the traced bad-value flag."""
+    ls = jnp.asarray(logit_scale, dtype)
+    bad = checks.invalid_scalar(ls, "finite")
     if max_scale is not None:
-        check_positive(max_scale, "max_scale")
-        scale = jnp.minimum(scale, jnp.asarray(max_scale, dtype))
-    return scale
+        ms = jnp.asarray(max_scale, dtype)
+        bad = bad | checks.invalid_scalar(ms, "positive")
+        ls = jnp.minimum(ls, jnp.log(ms))  # zero derivative in logit_scale beyond the clamp
+    return ls, bad
+
+
+def _logits(za: jax.Array, zb: jax.Array, log_scale) -> jax.Array:
+    """``exp(log_scale) * za @ zb.T`` without overflow in the middle (see the module docstring)."""
+    xa, ea = pow2_rows(za)
+    xb, eb = pow2_rows(zb)
+    return pow2_products(xa @ xb.T, ea, eb, log_scale, za.shape[1])
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,13 +273,34 @@ def _mean(total: jax.Array, count: jax.Array) -> jax.Array:
 # --------------------------------------------------------------------------------------------
 
 
+def _cast_out(loss: jax.Array, bad, dtype) -> jax.Array:
+    return checks.nan_if(bad, loss).astype(dtype)
+
+
+@functools.partial(jax.jit, static_argnames=("hardest",))
+def _vse_core(za, zb, margin, positives, ids, hardest):
+    dtype = za.dtype
+    ct = checks.compute_dtype(dtype)
+    za, zb = za.astype(ct), zb.astype(ct)
+    margin = jnp.asarray(margin, ct)
+    b = za.shape[0]
+    identity = positives is None and ids is None
+    pos = _positive_matrix(positives, ids, b)
+    bad = checks.invalid_scalar(margin, "nonnegative") | ~jnp.any(pos)
+    sim = _logits(za, zb, None)
+    a_sum, a_n = _hinge_rows(sim, pos, margin, hardest, identity)
+    b_sum, b_n = _hinge_rows(sim.T, pos.T, margin, hardest, identity)
+    return _cast_out(_mean(a_sum, a_n) + _mean(b_sum, b_n), bad, dtype)
+
+
 def vse_loss(
     za: jax.typing.ArrayLike,
     zb: jax.typing.ArrayLike,
     *,
     margin: jax.typing.ArrayLike = VSE_MARGIN,
     hardest: bool = False,
-    mask: jax.typing.ArrayLike | None = None,
+    positives: jax.typing.ArrayLike | None = None,
+    ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Hinge (visual-semantic embedding) loss in both directions, VSE / VSE++.
 
@@ -245,25 +310,28 @@ def vse_loss(
 
     (the a-to-b direction ranks the ``zb`` of each ``za``, the b-to-a direction the ``za`` of each
     ``zb``). ``hardest=True`` keeps only the largest violation of each anchor (VSE++'s
-    ``max_violation``). With a ``mask`` each anchor's hinge is averaged over its positives, the
-    negatives being the pairs outside the mask (``O(b^3)`` memory for the sum over negatives; the
-    default identity mask and ``hardest=True`` need ``O(b^2)``).
+    ``max_violation``). With ``positives`` (or ``ids``) each anchor's hinge is averaged over its
+    positives, the negatives being the other pairs (``O(b^3)`` memory for the sum over
+    negatives; the default identity and ``hardest=True`` need ``O(b^2)``).
 
     Args:
       za: Array of shape ``[b, k]`` (L2-normalise it for cosine similarities).
       zb: Array of shape ``[b, k]``, row-paired with ``za``.
-      margin: Margin ``>= 0`` (VSE++: :data:`VSE_MARGIN` = 0.2).
+      margin: Margin ``>= 0`` (VSE++: :data:`VSE_MARGIN` = 0.2); traced.
       hardest: Static bool: hardest negative only (VSE++) instead of the sum over negatives.
-      mask: Optional boolean ``[b, b]``, ``mask[i, j]`` true when ``zb[j]`` is a positive for
-        ``za[i]``; the identity by default.
+      positives: Optional boolean ``[b, b]``, ``positives[i, j]`` true when ``zb[j]`` is a
+        positive for ``za[i]``; the identity by default.
+      ids: Optional integer ``[b]`` instead of ``positives``: pairs with equal ids are positives.
 
     Returns:
-      Scalar, the mean over anchors of the two directions' hinge terms (VSE++'s code returns the
-      sum over the batch: ``b`` times this).
+      Scalar in the input dtype, the mean over anchors of the two directions' hinge terms
+      (VSE++'s code returns the sum over the batch: ``b`` times this).
 
-    Raises:
-      ValueError: shapes differ or are not ``[b, k]``, a concrete negative ``margin``, or a
-        ``mask`` of the wrong shape or without a positive.
+    Bad input: shapes, complex or ``None`` embeddings, an array-valued ``margin``, a non-bool
+    ``hardest``, ``positives`` of the wrong shape and ``ids`` that are not integer ``[b]`` raise
+    ``ValueError`` (also under ``jit``); a concrete negative or non-finite ``margin`` or
+    ``positives`` without any positive raise; under ``jit`` they give NaN. NaN embeddings
+    propagate. See ``docs/conventions.md``.
 
     References:
       Faghri, Fleet, Kiros & Fidler, "VSE++: Improving Visual-Semantic Embeddings with Hard
@@ -276,16 +344,37 @@ def vse_loss(
       (0.0, 1.0)
     """
     za, zb = _check_pair(za, zb)
-    b = za.shape[0]
-    if is_concrete(margin) and float(np.asarray(margin)) < 0:
-        raise ValueError(f"`margin` must be >= 0, got {float(np.asarray(margin))!r}.")
-    margin = _check_scalar(margin, "margin", za.dtype)
-    identity = mask is None
-    pos = _check_mask(mask, b)
-    sim = za @ zb.T
-    a_sum, a_n = _hinge_rows(sim, pos, margin, hardest, identity)
-    b_sum, b_n = _hinge_rows(sim.T, pos.T, margin, hardest, identity)
-    return _mean(a_sum, a_n) + _mean(b_sum, b_n)
+    checks.scalar(margin, "margin", "nonnegative")
+    checks.static_choice(hardest, "hardest", (False, True))
+    positives, ids = _pairs(positives, ids, za.shape[0])
+    return _vse_core(za, zb, margin, positives, ids, bool(hardest))
+
+
+def _infonce_value(za, zb, logit_scale, max_scale, positives, ids, symmetric):
+    """The (symmetric) InfoNCE loss in the compute dtype, and the bad-value flag."""
+    ct = checks.compute_dtype(za.dtype)
+    za, zb = za.astype(ct), zb.astype(ct)
+    ls, bad = _log_scale(logit_scale, max_scale, ct)
+    pos = _positive_matrix(positives, ids, za.shape[0])
+    bad = bad | ~jnp.any(pos)
+    logits = _logits(za, zb, ls)
+    loss = _mean(*_infonce_rows(logits, pos))
+    if symmetric:
+        loss = 0.5 * (loss + _mean(*_infonce_rows(logits.T, pos.T)))
+    return loss, bad
+
+
+@functools.partial(jax.jit, static_argnames=("symmetric",))
+def _infonce_core(za, zb, logit_scale, max_scale, positives, ids, symmetric):
+    loss, bad = _infonce_value(za, zb, logit_scale, max_scale, positives, ids, symmetric)
+    return _cast_out(loss, bad, za.dtype)
+
+
+@jax.jit
+def _mi_core(za, zb, logit_scale, max_scale):
+    loss, bad = _infonce_value(za, zb, logit_scale, max_scale, None, None, False)
+    bound = jnp.log(jnp.asarray(za.shape[0], loss.dtype)) - loss
+    return _cast_out(bound, bad, za.dtype)
 
 
 def infonce_loss(
@@ -294,28 +383,33 @@ def infonce_loss(
     *,
     logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
     max_scale: float | None = CLIP_MAX_SCALE,
-    mask: jax.typing.ArrayLike | None = None,
+    positives: jax.typing.ArrayLike | None = None,
+    ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """InfoNCE, one direction: classify each ``za[i]``'s partner among all the ``zb``.
 
     ``-(1/b) sum_i log softmax_j(c * za_i . zb_j)_i`` with ``c = min(exp(logit_scale),
-    max_scale)``; with a ``mask``, ``-mean_{p positive} log softmax_p`` per anchor (the
-    denominator runs over every ``zb``, positives included).
+    max_scale)``; with ``positives`` (or ``ids``), ``-mean_{p positive} log softmax_p`` per
+    anchor (the denominator runs over every ``zb``, positives included).
 
     Args:
       za: Array of shape ``[b, k]``, the anchors.
       zb: Array of shape ``[b, k]``, the candidates, row-paired with ``za``.
-      logit_scale: Log of the inverse temperature (learnable; CLIP initialises it at
-        :data:`CLIP_LOGIT_SCALE_INIT`).
+      logit_scale: Log of the inverse temperature (learnable, traced; CLIP initialises it at
+        :data:`CLIP_LOGIT_SCALE_INIT`). The temperature-like parameters of the library are
+        compared side by side in ``docs/conventions.md``.
       max_scale: Clamp on ``exp(logit_scale)`` (:data:`CLIP_MAX_SCALE` = 100), or ``None``.
-      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+      positives: Optional boolean ``[b, b]`` of positives (identity by default).
+      ids: Optional integer ``[b]`` instead of ``positives``: pairs with equal ids are positives.
 
     Returns:
-      Scalar ``>= 0`` (``log b`` for uninformative embeddings).
+      Scalar ``>= 0`` in the input dtype (``log b`` for uninformative embeddings).
 
-    Raises:
-      ValueError: bad shapes, a non-scalar ``logit_scale``, a concrete ``max_scale <= 0``, or a
-        bad ``mask``.
+    Bad input: shapes, complex or ``None`` embeddings, array-valued ``logit_scale`` or
+    ``max_scale``, ``positives`` of the wrong shape and ``ids`` that are not integer ``[b]``
+    raise ``ValueError`` (also under ``jit``); a concrete non-finite ``logit_scale``,
+    ``max_scale <= 0`` or ``positives`` without any positive raise; under ``jit`` they give NaN.
+    NaN embeddings propagate. See ``docs/conventions.md``.
 
     References:
       van den Oord, Li & Vinyals, "Representation Learning with Contrastive Predictive Coding",
@@ -327,9 +421,9 @@ def infonce_loss(
       1.3863
     """
     za, zb = _check_pair(za, zb)
-    scale = _clip_scale(logit_scale, max_scale, za.dtype)
-    pos = _check_mask(mask, za.shape[0])
-    return _mean(*_infonce_rows(scale * (za @ zb.T), pos))
+    _scale_args(logit_scale, max_scale)
+    positives, ids = _pairs(positives, ids, za.shape[0])
+    return _infonce_core(za, zb, logit_scale, max_scale, positives, ids, False)
 
 
 def clip_loss(
@@ -338,25 +432,30 @@ def clip_loss(
     *,
     logit_scale: jax.typing.ArrayLike = CLIP_LOGIT_SCALE_INIT,
     max_scale: float | None = CLIP_MAX_SCALE,
-    mask: jax.typing.ArrayLike | None = None,
+    positives: jax.typing.ArrayLike | None = None,
+    ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Symmetric InfoNCE of CLIP: the mean of the a-to-b and b-to-a cross-entropies.
 
-    ``(infonce_loss(za, zb, mask) + infonce_loss(zb, za, mask.T)) / 2`` from one ``[b, b]``
-    logit matrix ``c * za @ zb.T``, ``c = min(exp(logit_scale), max_scale)``.
+    ``(infonce_loss(za, zb, positives) + infonce_loss(zb, za, positives.T)) / 2`` from one
+    ``[b, b]`` logit matrix ``c * za @ zb.T``, ``c = min(exp(logit_scale), max_scale)``.
 
     Args:
       za: Array of shape ``[b, k]`` (e.g. normalised image embeddings).
       zb: Array of shape ``[b, k]`` (e.g. normalised text embeddings), row-paired with ``za``.
-      logit_scale: Log of the inverse temperature; initialise at :data:`CLIP_LOGIT_SCALE_INIT`.
+      logit_scale: Log of the inverse temperature (traced); initialise at
+        :data:`CLIP_LOGIT_SCALE_INIT`. See ``docs/conventions.md`` for the temperature-like
+        parameters side by side.
       max_scale: Clamp on ``exp(logit_scale)`` (:data:`CLIP_MAX_SCALE` = 100), or ``None``.
-      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+      positives: Optional boolean ``[b, b]`` of positives (identity by default).
+      ids: Optional integer ``[b]`` instead of ``positives``: pairs with equal ids are positives.
 
     Returns:
-      Scalar ``>= 0``.
+      Scalar ``>= 0`` in the input dtype.
 
-    Raises:
-      ValueError: as :func:`infonce_loss`.
+    Bad input: as :func:`infonce_loss` (``ValueError`` for shapes, dtypes and array-valued
+    parameters even under ``jit``; concrete bad values raise, traced ones give NaN; NaN
+    embeddings propagate). See ``docs/conventions.md``.
 
     References:
       Radford et al., "Learning Transferable Visual Models From Natural Language Supervision",
@@ -371,10 +470,9 @@ def clip_loss(
       (True, (8, 16))
     """
     za, zb = _check_pair(za, zb)
-    scale = _clip_scale(logit_scale, max_scale, za.dtype)
-    pos = _check_mask(mask, za.shape[0])
-    logits = scale * (za @ zb.T)
-    return 0.5 * (_mean(*_infonce_rows(logits, pos)) + _mean(*_infonce_rows(logits.T, pos.T)))
+    _scale_args(logit_scale, max_scale)
+    positives, ids = _pairs(positives, ids, za.shape[0])
+    return _infonce_core(za, zb, logit_scale, max_scale, positives, ids, True)
 
 
 def infonce_mi_lower_bound(
@@ -396,14 +494,14 @@ def infonce_mi_lower_bound(
     Args:
       za: Array of shape ``[b, k]``, features of ``b`` samples of ``A``.
       zb: Array of shape ``[b, k]``, features of the paired samples of ``B``.
-      logit_scale: Log of the critic's scale ``c`` (0: the plain dot product).
+      logit_scale: Log of the critic's scale ``c`` (0: the plain dot product); see
+        ``docs/conventions.md``.
       max_scale: Optional clamp on ``exp(logit_scale)``.
 
     Returns:
-      Scalar in nats, at most ``log b``.
+      Scalar in nats (in the input dtype), at most ``log b``.
 
-    Raises:
-      ValueError: as :func:`infonce_loss`.
+    Bad input: as :func:`infonce_loss`. See ``docs/conventions.md``.
 
     References:
       Poole, Ozair, van den Oord, Alemi & Tucker, "On Variational Bounds of Mutual
@@ -416,8 +514,32 @@ def infonce_mi_lower_bound(
       1.3863
     """
     za, zb = _check_pair(za, zb)
-    loss = infonce_loss(za, zb, logit_scale=logit_scale, max_scale=max_scale)
-    return jnp.log(jnp.asarray(za.shape[0], za.dtype)) - loss
+    _scale_args(logit_scale, max_scale)
+    return _mi_core(za, zb, logit_scale, max_scale)
+
+
+def _siglip_args(logit_scale, logit_bias):
+    checks.scalar(logit_scale, "logit_scale", "finite")
+    checks.scalar(logit_bias, "logit_bias", "finite")
+
+
+def _siglip_params(logit_scale, logit_bias, dtype):
+    ls = jnp.asarray(logit_scale, dtype)
+    bias = jnp.asarray(logit_bias, dtype)
+    bad = checks.invalid_scalar(ls, "finite") | checks.invalid_scalar(bias, "finite")
+    return ls, bias, bad
+
+
+@jax.jit
+def _siglip_core(za, zb, logit_scale, logit_bias, positives, ids):
+    dtype = za.dtype
+    ct = checks.compute_dtype(dtype)
+    za, zb = za.astype(ct), zb.astype(ct)
+    ls, bias, bad = _siglip_params(logit_scale, logit_bias, ct)
+    pos = _positive_matrix(positives, ids, za.shape[0])
+    bad = bad | ~jnp.any(pos)
+    loss = _siglip_sum(_logits(za, zb, ls) + bias, pos) / za.shape[0]
+    return _cast_out(loss, bad, dtype)
 
 
 def siglip_loss(
@@ -426,26 +548,32 @@ def siglip_loss(
     *,
     logit_scale: jax.typing.ArrayLike = SIGLIP_LOGIT_SCALE_INIT,
     logit_bias: jax.typing.ArrayLike = SIGLIP_LOGIT_BIAS_INIT,
-    mask: jax.typing.ArrayLike | None = None,
+    positives: jax.typing.ArrayLike | None = None,
+    ids: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
     """Pairwise sigmoid loss of SigLIP: every pair is an independent binary classification.
 
     ``-(1/b) sum_{i, j} log sigmoid(z_ij (exp(logit_scale) za_i . zb_j + logit_bias))`` with
-    ``z_ij = +1`` for positive pairs (the diagonal, or ``mask``) and ``-1`` otherwise.
+    ``z_ij = +1`` for positive pairs (the diagonal, ``positives`` or equal ``ids``) and ``-1``
+    otherwise. The ``b^2`` terms are summed in float32 for float16/bfloat16 input.
 
     Args:
       za: Array of shape ``[b, k]``.
       zb: Array of shape ``[b, k]``, row-paired with ``za``.
-      logit_scale: Log of the scale (learnable; init :data:`SIGLIP_LOGIT_SCALE_INIT` = log 10).
-      logit_bias: The bias (learnable; init :data:`SIGLIP_LOGIT_BIAS_INIT` = -10; see the
-        module docstring for small batches).
-      mask: Optional boolean ``[b, b]`` of positives (identity by default).
+      logit_scale: Log of the scale (learnable, traced; init :data:`SIGLIP_LOGIT_SCALE_INIT` =
+        log 10). See ``docs/conventions.md`` for the temperature-like parameters side by side.
+      logit_bias: The bias (learnable, traced; init :data:`SIGLIP_LOGIT_BIAS_INIT` = -10; see
+        the module docstring for small batches).
+      positives: Optional boolean ``[b, b]`` of positives (identity by default).
+      ids: Optional integer ``[b]`` instead of ``positives``: pairs with equal ids are positives.
 
     Returns:
-      Scalar ``>= 0``.
+      Scalar ``>= 0`` in the input dtype.
 
-    Raises:
-      ValueError: bad shapes, non-scalar parameters, or a bad ``mask``.
+    Bad input: shapes, complex or ``None`` embeddings, array-valued ``logit_scale`` or
+    ``logit_bias``, bad ``positives``/``ids`` shapes raise ``ValueError`` (also under ``jit``);
+    a concrete non-finite ``logit_scale``/``logit_bias`` or ``positives`` without any positive
+    raise; under ``jit`` they give NaN. NaN embeddings propagate. See ``docs/conventions.md``.
 
     References:
       Zhai, Mustafa, Kolesnikov & Beyer, "Sigmoid Loss for Language Image Pre-Training",
@@ -459,10 +587,40 @@ def siglip_loss(
       1.0064
     """
     za, zb = _check_pair(za, zb)
-    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
-    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
-    pos = _check_mask(mask, za.shape[0])
-    return _siglip_sum(scale * (za @ zb.T) + bias, pos) / za.shape[0]
+    _siglip_args(logit_scale, logit_bias)
+    positives, ids = _pairs(positives, ids, za.shape[0])
+    return _siglip_core(za, zb, logit_scale, logit_bias, positives, ids)
+
+
+@functools.partial(jax.jit, static_argnames=("chunk_size",))
+def _chunked_core(za, zb, logit_scale, logit_bias, ids, chunk_size):
+    dtype = za.dtype
+    ct = checks.compute_dtype(dtype)
+    za, zb = za.astype(ct), zb.astype(ct)
+    ls, bias, bad = _siglip_params(logit_scale, logit_bias, ct)
+    b, k = za.shape
+    row_ids = jnp.arange(b) if ids is None else ids
+    n_chunks = -(-b // chunk_size)
+    pad = n_chunks * chunk_size - b
+    xa, ea = pow2_rows(za)
+    xb, eb = pow2_rows(zb)
+    xb_p = jnp.pad(xb, ((0, pad), (0, 0))).reshape(n_chunks, chunk_size, k)
+    eb_p = jnp.pad(eb, (0, pad)).reshape(n_chunks, chunk_size)
+    col_ids = jnp.pad(row_ids, (0, pad)).reshape(n_chunks, chunk_size)
+    valid = (jnp.arange(n_chunks * chunk_size) < b).reshape(n_chunks, chunk_size)
+
+    @jax.checkpoint
+    def block(xa, ls, bias, xb_c, eb_c, ids_c, valid_c):
+        logits = pow2_products(xa @ xb_c.T, ea, eb_c, ls, k) + bias
+        pos = row_ids[:, None] == ids_c[None, :]
+        terms = -jax.nn.log_sigmoid(jnp.where(pos, logits, -logits))
+        return jnp.sum(jnp.where(valid_c[None, :], terms, 0.0))
+
+    def step(total, xs):
+        return total + block(xa, ls, bias, *xs), None
+
+    total, _ = jax.lax.scan(step, jnp.zeros((), ct), (xb_p, eb_p, col_ids, valid))
+    return _cast_out(total / b, bad, dtype)
 
 
 def chunked_siglip_loss(
@@ -479,22 +637,23 @@ def chunked_siglip_loss(
     A ``lax.scan`` over blocks of ``chunk_size`` columns (rows of ``zb``, padded up to a multiple
     of ``chunk_size`` and masked out), each block's logits recomputed in the backward pass
     (``jax.checkpoint``), so neither the value nor the gradient stores a ``[b, b]`` array. The
-    value and gradient equal :func:`siglip_loss` up to the order of float summation.
+    value and gradient equal :func:`siglip_loss` up to the order of float summation (float32
+    for float16/bfloat16 input).
 
     Args:
       za: Array of shape ``[b, k]``.
       zb: Array of shape ``[b, k]``, row-paired with ``za``.
       chunk_size: Static positive int, the number of ``zb`` rows per block.
-      logit_scale: As in :func:`siglip_loss`.
+      logit_scale: As in :func:`siglip_loss` (see ``docs/conventions.md``).
       logit_bias: As in :func:`siglip_loss`.
       ids: Optional integer ``[b]``: pairs ``(i, j)`` with ``ids[i] == ids[j]`` are positives
         (default: the diagonal only).
 
     Returns:
-      Scalar, equal to ``siglip_loss(za, zb, mask=ids[:, None] == ids[None, :])``.
+      Scalar in the input dtype, equal to ``siglip_loss(za, zb, ids=ids)``.
 
-    Raises:
-      ValueError: as :func:`siglip_loss`, a non-positive ``chunk_size``, or bad ``ids``.
+    Bad input: as :func:`siglip_loss`; a ``chunk_size`` that is not a Python int ``>= 1``
+    (``1.5``, ``True``, an array) raises ``ValueError``. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -503,34 +662,10 @@ def chunked_siglip_loss(
       True
     """
     za, zb = _check_pair(za, zb)
-    b, k = za.shape
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int | np.integer):
-        raise ValueError(f"`chunk_size` must be a positive int (static), got {chunk_size!r}.")
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size}.")
-    chunk_size = min(int(chunk_size), b)
-    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
-    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
-    ids = _check_ids(ids, b)
-    row_ids = jnp.arange(b) if ids is None else ids
-    n_chunks = -(-b // chunk_size)
-    pad = n_chunks * chunk_size - b
-    zb_p = jnp.pad(zb, ((0, pad), (0, 0))).reshape(n_chunks, chunk_size, k)
-    col_ids = jnp.pad(row_ids, (0, pad)).reshape(n_chunks, chunk_size)
-    valid = (jnp.arange(n_chunks * chunk_size) < b).reshape(n_chunks, chunk_size)
-
-    @jax.checkpoint
-    def block(za, scale, bias, zb_c, ids_c, valid_c):
-        logits = scale * (za @ zb_c.T) + bias
-        pos = row_ids[:, None] == ids_c[None, :]
-        terms = -jax.nn.log_sigmoid(jnp.where(pos, logits, -logits))
-        return jnp.sum(jnp.where(valid_c[None, :], terms, 0.0))
-
-    def step(total, xs):
-        return total + block(za, scale, bias, *xs), None
-
-    total, _ = jax.lax.scan(step, jnp.zeros((), za.dtype), (zb_p, col_ids, valid))
-    return total / b
+    chunk_size = checks.static_int(chunk_size, "chunk_size", minimum=1)
+    _siglip_args(logit_scale, logit_bias)
+    ids = _check_ids(ids, za.shape[0])
+    return _chunked_core(za, zb, logit_scale, logit_bias, ids, min(chunk_size, za.shape[0]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -550,17 +685,41 @@ def _local_positives(b_local: int, axis_name, ids, ids_all, total: int) -> jax.A
     return ids[:, None] == ids_all[None, :]
 
 
-def _sharded_setup(za, zb, axis_name, ids):
-    za, zb = _check_pair(za, zb)
-    ids = _check_ids(ids, za.shape[0])
+def _global_mean(total: jax.Array, count: jax.Array, axis_name) -> jax.Array:
+    return _mean(jax.lax.psum(total, axis_name), jax.lax.psum(count, axis_name))
+
+
+@functools.partial(jax.jit, static_argnames=("axis_name", "kind"))
+def _sharded_core(za, zb, logit_scale, max_scale, logit_bias, ids, axis_name, kind):
+    """``kind``: "infonce", "clip" or "siglip"; every device returns the global batch's loss."""
+    dtype = za.dtype
+    ct = checks.compute_dtype(dtype)
+    za, zb = za.astype(ct), zb.astype(ct)
     za_all, zb_all = _gather(za, axis_name), _gather(zb, axis_name)
     ids_all = None if ids is None else _gather(ids, axis_name)
     pos = _local_positives(za.shape[0], axis_name, ids, ids_all, za_all.shape[0])
-    return za, zb, za_all, zb_all, pos
+    if kind == "siglip":
+        ls, bias, bad = _siglip_params(logit_scale, logit_bias, ct)
+        total = jax.lax.psum(_siglip_sum(_logits(za, zb_all, ls) + bias, pos), axis_name)
+        return _cast_out(total / za_all.shape[0], bad, dtype)
+    ls, bad = _log_scale(logit_scale, max_scale, ct)
+    loss = _global_mean(*_infonce_rows(_logits(za, zb_all, ls), pos), axis_name)
+    if kind == "clip":
+        other = _global_mean(*_infonce_rows(_logits(zb, za_all, ls), pos), axis_name)
+        loss = 0.5 * (loss + other)
+    return _cast_out(loss, bad, dtype)
 
 
-def _global_mean(total: jax.Array, count: jax.Array, axis_name) -> jax.Array:
-    return _mean(jax.lax.psum(total, axis_name), jax.lax.psum(count, axis_name))
+def _sharded(za, zb, axis_name, ids, kind, logit_scale, max_scale=None, logit_bias=0.0):
+    za, zb = _check_pair(za, zb)
+    ids = _check_ids(ids, za.shape[0])
+    if kind == "siglip":
+        _siglip_args(logit_scale, logit_bias)
+    else:
+        _scale_args(logit_scale, max_scale)
+    if isinstance(axis_name, list):
+        axis_name = tuple(axis_name)
+    return _sharded_core(za, zb, logit_scale, max_scale, logit_bias, ids, axis_name, kind)
 
 
 def sharded_infonce_loss(
@@ -598,8 +757,8 @@ def sharded_infonce_loss(
     Returns:
       Scalar, the same on every device.
 
-    Raises:
-      ValueError: as :func:`infonce_loss`, or bad ``ids``.
+    Bad input: as :func:`infonce_loss` (``ids``, not ``positives``). See
+    ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -611,9 +770,7 @@ def sharded_infonce_loss(
       >>> bool(jnp.allclose(f(za, zb), infonce_loss(za, zb)))
       True
     """
-    za, zb, _, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
-    scale = _clip_scale(logit_scale, max_scale, za.dtype)
-    return _global_mean(*_infonce_rows(scale * (za @ zb_all.T), pos), axis_name)
+    return _sharded(za, zb, axis_name, ids, "infonce", logit_scale, max_scale)
 
 
 def sharded_clip_loss(
@@ -642,8 +799,7 @@ def sharded_clip_loss(
     Returns:
       Scalar, the same on every device.
 
-    Raises:
-      ValueError: as :func:`clip_loss`, or bad ``ids``.
+    Bad input: as :func:`clip_loss` (``ids``, not ``positives``). See ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -655,11 +811,7 @@ def sharded_clip_loss(
       >>> bool(jnp.allclose(f(za, zb), clip_loss(za, zb)))
       True
     """
-    za, zb, za_all, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
-    scale = _clip_scale(logit_scale, max_scale, za.dtype)
-    a = _global_mean(*_infonce_rows(scale * (za @ zb_all.T), pos), axis_name)
-    b = _global_mean(*_infonce_rows(scale * (zb @ za_all.T), pos), axis_name)
-    return 0.5 * (a + b)
+    return _sharded(za, zb, axis_name, ids, "clip", logit_scale, max_scale)
 
 
 def sharded_siglip_loss(
@@ -688,8 +840,8 @@ def sharded_siglip_loss(
     Returns:
       Scalar, the same on every device.
 
-    Raises:
-      ValueError: as :func:`siglip_loss`, or bad ``ids``.
+    Bad input: as :func:`siglip_loss` (``ids``, not ``positives``). See
+    ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -701,8 +853,4 @@ def sharded_siglip_loss(
       >>> bool(jnp.allclose(f(za, zb), siglip_loss(za, zb)))
       True
     """
-    za, zb, za_all, zb_all, pos = _sharded_setup(za, zb, axis_name, ids)
-    scale = jnp.exp(_check_scalar(logit_scale, "logit_scale", za.dtype))
-    bias = _check_scalar(logit_bias, "logit_bias", za.dtype)
-    total = jax.lax.psum(_siglip_sum(scale * (za @ zb_all.T) + bias, pos), axis_name)
-    return total / za_all.shape[0]
+    return _sharded(za, zb, axis_name, ids, "siglip", logit_scale, logit_bias=logit_bias)

@@ -30,23 +30,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._src.checks import as_float_array, is_concrete
+from alignment._src import checks
 
-__all__ = ["ForcedAlignment", "ctc_forced_alignment"]
+__all__ = ["ForcedAlignmentOutput", "ctc_forced_alignment"]
 
 
-class ForcedAlignment(NamedTuple):
-    """Output of :func:`ctc_forced_alignment`.
+class ForcedAlignmentOutput(NamedTuple):
+    """Output of :func:`ctc_forced_alignment` (was ``ForcedAlignment``).
 
     Attributes:
       log_prob: ``[]`` log-probability of the best path, ``sum_k log_probs[k, tokens[k]]`` over
-        the valid frames (``-inf`` if no path exists).
+        the valid frames (``-inf`` if no path exists; NaN for bad traced input).
       tokens: ``[t]`` int32 class emitted by each frame (``blank_id`` for blank frames); ``-1``
-        on padding frames and everywhere when no path exists.
+        on padding frames and everywhere when no path exists or the input is bad.
       label_index: ``[t]`` int32 position in ``labels`` of the label each frame emits; ``-1``
-        for blank frames, padding frames, and when no path exists.
+        for blank frames, padding frames, and when no path exists or the input is bad.
       frame_log_probs: ``[t]`` ``log_probs[k, tokens[k]]`` per frame (a per-frame confidence, as
-        torchaudio's ``forced_align`` scores); 0 on padding frames.
+        torchaudio's ``forced_align`` scores); 0 on padding frames; NaN for bad input.
     """
 
     log_prob: jax.Array
@@ -55,18 +55,25 @@ class ForcedAlignment(NamedTuple):
     frame_log_probs: jax.Array
 
 
-def _check_int_scalar(value, name: str, low: int, high: int):
-    if not is_concrete(value):
-        return jnp.asarray(value, jnp.int32), False
-    arr = np.asarray(value)
-    if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.integer):
+def _as_labels(labels) -> jax.Array:
+    if labels is None:
+        raise ValueError("`labels` must be a 1-D integer array [l], got None.")
+    dtype = getattr(labels, "dtype", None)
+    if dtype is None:
+        try:
+            labels = np.asarray(labels)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`labels` must be a 1-D integer array [l], got {labels!r}.") from err
+    labels = jnp.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"`labels` must be a 1-D array [l], got shape {labels.shape}.")
+    if labels.size and (
+        not jnp.issubdtype(labels.dtype, jnp.integer) or jnp.issubdtype(labels.dtype, jnp.bool_)
+    ):
         raise ValueError(
-            f"`lengths` entry {name} must be an integer scalar, got {value!r} (for a batch, "
-            "jax.vmap over the lengths)."
+            f"`labels` must hold integers, got dtype {labels.dtype} (shape {labels.shape})."
         )
-    if not low <= int(arr) <= high:
-        raise ValueError(f"`lengths` entry {name}={int(arr)} is outside [{low}, {high}].")
-    return int(arr), True
+    return labels.astype(jnp.int32)
 
 
 def ctc_forced_alignment(
@@ -75,7 +82,7 @@ def ctc_forced_alignment(
     *,
     blank_id: int = 0,
     lengths: tuple | None = None,
-) -> ForcedAlignment:
+) -> ForcedAlignmentOutput:
     """Viterbi forced alignment of ``labels`` to per-frame log-posteriors, with a CTC blank.
 
     Args:
@@ -83,25 +90,30 @@ def ctc_forced_alignment(
         ``log_softmax`` output). Any real scores are accepted: the path maximises their sum.
       labels: ``[l]`` integer label sequence, without blanks (``l`` may be 0).
       blank_id: Static int in ``[0, c)``, the blank class.
-      lengths: None or ``(t_valid, l_valid)``: only ``log_probs[:t_valid]`` and
-        ``labels[:l_valid]`` are real, the rest is padding (never read). Integers, or traced
-        int scalars under ``jax.vmap`` for padded batches.
+      lengths: None or ``(t_valid, l_valid)`` integer scalars, ``1 <= t_valid <= t`` and
+        ``0 <= l_valid <= l``: only ``log_probs[:t_valid]`` and ``labels[:l_valid]`` are real,
+        the rest is padding (never read, whatever it holds). Integers, or traced int scalars
+        under ``jax.vmap`` for padded batches.
 
     Returns:
-      :class:`ForcedAlignment` ``(log_prob, tokens [t], label_index [t], frame_log_probs [t])``.
-      The gradient of ``log_prob`` with respect to ``log_probs`` is the one-hot of the path
-      (``tokens``) on the valid frames.
+      :class:`ForcedAlignmentOutput` ``(log_prob, tokens [t], label_index [t],
+      frame_log_probs [t])``, floats in ``log_probs``' dtype. The gradient of ``log_prob`` with
+      respect to ``log_probs`` is the one-hot of the path (``tokens``) on the valid frames.
 
     Numerics: ties between paths go to the one that stays longest in each state (then advances
     by one rather than skipping), deterministic but arbitrary. ``-inf`` log-probabilities are
-    fine (forbidden classes); NaN propagates to ``log_prob``.
+    fine (forbidden classes). float16/bfloat16 are computed in float32.
 
-    Raises:
-      ValueError: for concrete inputs with the wrong shapes or dtype, ``blank_id`` outside
-        ``[0, c)``, a label equal to the blank or outside ``[0, c)``, lengths out of range, or
-        labels too long for the frames (``t_valid < l_valid + repeats``). Under ``jit`` with
-        traced values an impossible alignment returns ``log_prob = -inf`` and ``-1``
-        everywhere in ``tokens`` and ``label_index``.
+    Bad input: shapes, dtypes (complex or ``None`` log_probs, non-integer labels), a
+    ``blank_id`` outside ``[0, c)`` and array-valued or non-integer ``lengths`` raise
+    ``ValueError`` naming the argument, also under ``jit``. Concrete lengths out of range,
+    labels equal to the blank or outside ``[0, c)``, and labels too long for the frames
+    (``t_valid < l_valid + repeats``) raise ``ValueError``. Traced (under ``jit``/``vmap``):
+    lengths out of range or a valid label that is the blank or outside ``[0, c)`` make
+    ``log_prob`` and ``frame_log_probs`` NaN and ``tokens``, ``label_index`` -1; labels too
+    long for the frames are no error but no path: ``log_prob = -inf``, -1 everywhere. NaN in a
+    valid frame of ``log_probs`` gives the same NaN / -1 output (and a NaN gradient); padding
+    frames and labels never matter. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -111,42 +123,32 @@ def ctc_forced_alignment(
       >>> out.tokens.tolist(), out.label_index.tolist()
       ([1, 0, 2, 2], [0, -1, 1, 1])
     """
-    log_probs = as_float_array(log_probs, "log_probs")
-    labels = jnp.asarray(labels)
+    log_probs = checks.as_float_array(log_probs, "log_probs")
     if log_probs.ndim != 2 or 0 in log_probs.shape:
         raise ValueError(
             f"`log_probs` must be a non-empty 2-D array [t, c] (frames x classes), got shape "
             f"{log_probs.shape}."
         )
-    if labels.ndim != 1:
-        raise ValueError(f"`labels` must be a 1-D array [l], got shape {labels.shape}.")
-    if labels.size and not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise ValueError(f"`labels` must hold integers, got dtype {labels.dtype}.")
-    labels = labels.astype(jnp.int32)
+    labels = _as_labels(labels)
     t, c = log_probs.shape
     l_max = labels.shape[0]
-    if isinstance(blank_id, bool) or not isinstance(blank_id, int | np.integer):
-        raise ValueError(f"`blank_id` must be a Python int, got {blank_id!r}.")
-    if not 0 <= blank_id < c:
+    blank_id = checks.static_int(blank_id, "blank_id", minimum=0)
+    if not blank_id < c:
         raise ValueError(
             f"`blank_id`={blank_id} is outside [0, c) for log_probs of shape {(t, c)}."
         )
-    blank_id = int(blank_id)
     if lengths is None:
-        t_valid, l_valid, concrete = t, l_max, True
+        t_valid, l_valid, bad = t, l_max, None
     else:
-        if not isinstance(lengths, tuple | list) or len(lengths) != 2:
-            raise ValueError(
-                f"`lengths` must be a pair (t_valid, l_valid) of integer scalars, got {lengths!r}."
-            )
-        t_valid, ct = _check_int_scalar(lengths[0], "t_valid", 1, t)
-        l_valid, cl = _check_int_scalar(lengths[1], "l_valid", 0, l_max)
-        concrete = ct and cl
-    if concrete and is_concrete(labels):
+        t_valid, l_valid, bad = checks.lengths_bounded(
+            lengths, ((1, t), (0, l_max)), ("t_valid", "l_valid")
+        )
+    if isinstance(t_valid, int) and isinstance(l_valid, int) and checks.is_concrete(labels):
         _check_labels(np.asarray(labels)[:l_valid], c, blank_id, t_valid)
+    bad = jnp.asarray(False) if bad is None else bad
     t_valid = jnp.asarray(t_valid, jnp.int32)
     l_valid = jnp.asarray(l_valid, jnp.int32)
-    return _viterbi(log_probs, labels, t_valid, l_valid, blank_id=blank_id)
+    return _viterbi(log_probs, labels, t_valid, l_valid, bad, blank_id=blank_id)
 
 
 def _check_labels(labels: np.ndarray, c: int, blank_id: int, t_valid: int) -> None:
@@ -170,22 +172,30 @@ def _check_labels(labels: np.ndarray, c: int, blank_id: int, t_valid: int) -> No
 
 
 @functools.partial(jax.jit, static_argnames="blank_id")
-def _viterbi(log_probs, labels, t_valid, l_valid, blank_id) -> ForcedAlignment:
-    t, _ = log_probs.shape
+def _viterbi(log_probs, labels, t_valid, l_valid, bad, blank_id) -> ForcedAlignmentOutput:
+    dtype = log_probs.dtype
+    log_probs = log_probs.astype(checks.compute_dtype(dtype))
+    t, c = log_probs.shape
     l_max = labels.shape[0]
     s_max = 2 * l_max + 1
-    dtype = log_probs.dtype
-    neg_inf = jnp.array(-jnp.inf, dtype)
+    neg_inf = jnp.array(-jnp.inf, log_probs.dtype)
+    # Traced bad values: a valid label that is the blank or no class; NaN in a valid frame.
+    label_real = jnp.arange(l_max) < l_valid
+    bad = bad | jnp.any(label_real & ((labels < 0) | (labels >= c) | (labels == blank_id)))
+    frame_real = jnp.arange(t) < t_valid
+    nan_data = jnp.any(jnp.isnan(log_probs) & frame_real[:, None])
+    labels = jnp.where(label_real, labels, blank_id)  # padding labels are never read
     states = jnp.arange(s_max)
     odd = states % 2 == 1
     ext = jnp.full((s_max,), blank_id, jnp.int32)
     if l_max:
-        ext = ext.at[1::2].set(labels)
+        ext = ext.at[1::2].set(jnp.clip(labels, 0, c - 1))
     s_valid = 2 * l_valid + 1
     state_ok = states < s_valid
     prev2 = jnp.concatenate([jnp.full((2,), -1, jnp.int32), ext])[:s_max]
     can_skip = odd & (states >= 3) & (ext != prev2)
     lp = jax.lax.stop_gradient(log_probs)
+    lp = jnp.where(frame_real[:, None], lp, 0.0)  # padding frames are never read
     emit = jnp.take(lp, ext, axis=1)  # [t, s_max]
 
     init = jnp.where(state_ok & (states <= 1), emit[0], neg_inf)
@@ -206,7 +216,7 @@ def _viterbi(log_probs, labels, t_valid, l_valid, blank_id) -> ForcedAlignment:
     last = s_valid - 1
     end_scores = jnp.stack([delta[last], jnp.where(l_valid > 0, delta[last - 1], neg_inf)])
     end = last - jnp.argmax(end_scores)
-    feasible = jnp.max(end_scores) > -jnp.inf
+    feasible = ~jnp.all(end_scores == -jnp.inf)  # NaN is not "no path"
 
     def backward(state, k):
         out = jnp.where(k < t_valid, state, -1)
@@ -215,11 +225,19 @@ def _viterbi(log_probs, labels, t_valid, l_valid, blank_id) -> ForcedAlignment:
     _, path = jax.lax.scan(backward, end.astype(jnp.int32), jnp.arange(t - 1, -1, -1))
     path = path[::-1]
     valid = (path >= 0) & feasible
-    tokens = jnp.where(valid, ext[jnp.maximum(path, 0)], -1)
-    label_index = jnp.where(valid & (path % 2 == 1), (path - 1) // 2, -1)
-    frame_lp = jnp.take_along_axis(log_probs, jnp.maximum(tokens, 0)[:, None], axis=1)[:, 0]
+    path_tokens = jnp.where(valid, ext[jnp.maximum(path, 0)], -1)
+    frame_lp = jnp.take_along_axis(log_probs, jnp.maximum(path_tokens, 0)[:, None], axis=1)[:, 0]
     frame_lp = jnp.where(valid, frame_lp, 0.0)
+    valid = valid & ~nan_data
+    tokens = jnp.where(valid, path_tokens, -1)
+    label_index = jnp.where(valid & (path % 2 == 1), (path - 1) // 2, -1)
     log_prob = jnp.where(feasible, jnp.sum(frame_lp), neg_inf)
-    return ForcedAlignment(
-        log_prob, tokens.astype(jnp.int32), label_index.astype(jnp.int32), frame_lp
+    # NaN in a valid frame: NaN value and (multiplicatively) NaN gradient, never -inf or a path.
+    poison = jnp.where(nan_data, jnp.nan, 1.0).astype(log_probs.dtype)
+    out = ForcedAlignmentOutput(
+        (log_prob * poison).astype(dtype),
+        tokens.astype(jnp.int32),
+        label_index.astype(jnp.int32),
+        (frame_lp * poison).astype(dtype),
     )
+    return checks.nan_if(bad, out)

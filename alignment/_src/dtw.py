@@ -1,10 +1,11 @@
-"""Dynamic time warping: exact DTW (value, path, band) and soft-DTW (value, alignment, divergence).
+"""Dynamic time warping: exact DTW (value, alignment, band) and soft-DTW (value, alignment,
+divergence).
 
 Conventions, shared by every function here:
 
 * The input is a cost matrix ``cost: [t, s]`` between a sequence of length ``t`` and one of
   length ``s`` (build it with a cost function such as ``squared_euclidean``, or use the
-  ``*_xy`` helpers that take the sequences and a ``cost_fn``). A path starts at ``(0, 0)``,
+  ``*_points`` forms that take the sequences and a ``cost_fn``). A path starts at ``(0, 0)``,
   ends at ``(t - 1, s - 1)`` and moves
   by ``(1, 0)``, ``(0, 1)`` or ``(1, 1)``: the boundary, continuity and monotonicity constraints.
 * The value is the **sum of the costs on the path** (no normalisation). With the squared
@@ -23,7 +24,11 @@ Conventions, shared by every function here:
 * ``lengths = (t_valid, s_valid)`` declares that only ``cost[:t_valid, :s_valid]`` is real and the
   rest is padding: the value, gradient and alignment are exactly those of the unpadded problem and
   the gradient on padding is zero. With ``window``, the band follows the diagonal of the valid
-  rectangle. Use it with ``jax.vmap`` over padded batches.
+  rectangle. Use it with ``jax.vmap`` over padded batches. The ``*_points`` forms and the
+  divergence zero the padded rows of ``x`` and ``y`` before calling ``cost_fn``, so whatever the
+  padding holds (NaN, inf, 1e30) changes neither values nor gradients.
+* ``gamma`` is the soft-min temperature of ``docs/conventions.md``:
+  ``softmin_gamma(a) = -gamma log sum exp(-a / gamma)``; larger is smoother.
 
 Algorithm: the dynamic programme runs along anti-diagonals (a wavefront ``lax.scan`` of
 ``t + s - 1`` steps, each vectorised over the ``min(t, s)`` cells of a diagonal, which it reads
@@ -36,13 +41,17 @@ bit-identical to the forward's). It never forms ``inf - inf``. For soft-DTW each
 stored relative to its minimum, so the weights ``exp((R_a - R_b) / gamma)`` are differences of
 small numbers, not of accumulated costs in the thousands: float32 gradients stay accurate to
 about ``1e-4`` of float64 at ``t = s = 4096`` (autodiff through an absolute table loses ~1e-2).
-The derivative in ``gamma`` is computed only when ``gamma`` is differentiated.
+The derivative in ``gamma`` is computed only when ``gamma`` is differentiated. float16 and
+bfloat16 costs are computed in float32 and the result is cast back.
 
-inf/NaN policy: costs must be finite (``+inf`` marks a forbidden cell; ``-inf`` is not supported).
-A NaN in the admitted part of ``cost`` propagates to the value. Padding (beyond ``lengths``) may
-hold anything, NaN included: it is never read. When no admitted path exists under ``jit`` (a
-traced ``lengths`` with ``window = 0`` and unequal lengths), the value is ``+inf`` with a zero
-gradient; traced ``lengths`` outside ``[1, t] x [1, s]`` give NaN. Concrete bad input raises.
+Bad input (``docs/conventions.md``): shapes, ``window`` (a static int) and the form of
+``lengths`` are checked at trace time and raise ``ValueError``, also under ``jit``; concrete
+``gamma <= 0`` / non-finite and concrete ``lengths`` outside ``[1, t] x [1, s]`` raise; traced
+ones give NaN outputs (every floating output, alignments included). Costs must otherwise be
+finite (``+inf`` marks a forbidden cell; ``-inf`` is not supported). A NaN in the admitted part
+of ``cost`` propagates to the value. Padding (beyond ``lengths``) is never read. When no
+admitted path exists under ``jit`` (a traced ``lengths`` with ``window = 0`` and unequal
+lengths), the value is ``+inf`` with a zero gradient.
 """
 
 from __future__ import annotations
@@ -54,18 +63,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alignment._src import checks
 from alignment._src import costs as _costs
-from alignment._src.checks import as_float_array, check_matrix, check_positive, is_concrete
+from alignment._src.checks import as_float_array, check_matrix
 
 __all__ = [
     "alignment_to_path",
     "dtw",
-    "dtw_path",
-    "dtw_xy",
+    "dtw_alignment",
+    "dtw_points",
     "soft_dtw",
     "soft_dtw_alignment",
     "soft_dtw_divergence",
-    "soft_dtw_xy",
+    "soft_dtw_points",
 ]
 
 CostFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -76,69 +86,95 @@ CostFn = Callable[[jax.Array, jax.Array], jax.Array]
 # --------------------------------------------------------------------------------------------
 
 
-def _check_window(window) -> int | None:
-    if window is None:
-        return None
-    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 0:
-        raise ValueError(f"`window` must be None or a non-negative int, got {window!r}.")
-    return int(window)
-
-
-def _check_lengths(lengths, t: int, s: int):
-    """Returns ``(t_valid, s_valid, ok)``; ``ok`` is a traced validity flag or None."""
-    if lengths is None:
-        return t, s, None
-    if not isinstance(lengths, tuple | list) or len(lengths) != 2:
-        raise ValueError(
-            f"`lengths` must be a pair (t_valid, s_valid) of integer scalars, got {lengths!r}."
-        )
-    out = []
-    for name, value, size in (("t_valid", lengths[0], t), ("s_valid", lengths[1], s)):
-        if is_concrete(value):
-            arr = np.asarray(value)
-            if arr.ndim != 0 or not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(
-                    f"`lengths` entry {name} must be an integer scalar, got {value!r} "
-                    f"(for a batch, jax.vmap over the lengths)."
-                )
-            if not 1 <= int(arr) <= size:
-                raise ValueError(
-                    f"`lengths` entry {name}={int(arr)} is outside [1, {size}] for cost of "
-                    f"shape {(t, s)}."
-                )
-            out.append(int(arr))
-        else:
-            out.append(jnp.asarray(value, jnp.int32))
-    tl, sl = out
-    ok = None
-    if not (isinstance(tl, int) and isinstance(sl, int)):
-        ok = (jnp.asarray(tl) >= 1) & (jnp.asarray(tl) <= t)
-        ok = ok & (jnp.asarray(sl) >= 1) & (jnp.asarray(sl) <= s)
-        tl = jnp.clip(tl, 1, t)
-        sl = jnp.clip(sl, 1, s)
-    return tl, sl, ok
-
-
-def _prepare(cost, window, lengths):
-    """Validates the inputs. Returns ``(cost, t_valid, s_valid, static, ok)``.
-
-    ``static = (window, dynamic_end)`` is hashable (a ``nondiff_argnum``); ``ok`` is a traced
-    validity flag for traced lengths, or None.
-    """
-    cost = as_float_array(cost, "cost")
-    check_matrix(cost, "cost")
-    window = _check_window(window)
-    t, s = cost.shape
-    tl, sl, ok = _check_lengths(lengths, t, s)
+def _check_window_zero(window, tl, sl) -> None:
     if window == 0 and isinstance(tl, int) and isinstance(sl, int):
         if tl != sl and min(tl, sl) > 1:
             raise ValueError(
                 f"`window`=0 admits no warping path for sequences of lengths {tl} and {sl}: "
                 "only equal lengths can follow the diagonal exactly. Use window >= 1."
             )
+
+
+def _bad(flag):
+    return jnp.asarray(False) if flag is None else flag
+
+
+def _prepare(cost, window, lengths):
+    """Validates the inputs. Returns ``(cost, t_valid, s_valid, window, dynamic_end, bad)``.
+
+    ``bad`` is a traced flag for traced lengths out of range (``False`` otherwise).
+    """
+    cost = as_float_array(cost, "cost")
+    check_matrix(cost, "cost")
+    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    t, s = cost.shape
+    tl, sl, bad = checks.lengths_pair(lengths, (t, s))
+    _check_window_zero(window, tl, sl)
     tl = jnp.asarray(tl, jnp.int32)
     sl = jnp.asarray(sl, jnp.int32)
-    return cost, tl, sl, (window, lengths is not None), ok
+    return cost, tl, sl, window, lengths is not None, _bad(bad)
+
+
+_TWO_D_COSTS = (
+    _costs.squared_euclidean,
+    _costs.euclidean,
+    _costs.cosine_similarity,
+    _costs.cosine_distance,
+    _costs.linear_kernel,
+    _costs.polynomial_kernel,
+    _costs.rbf_kernel,
+)
+
+
+def _sequence(v, name: str, cost_fn) -> jax.Array:
+    v = as_float_array(v, name)
+    if v.ndim not in (1, 2):
+        raise ValueError(
+            f"`{name}` must be a sequence of shape [length, d] (or [length] for a 1-D series), "
+            f"got shape {v.shape}."
+        )
+    if v.shape[0] == 0:
+        raise ValueError(f"`{name}` must be non-empty, got shape {v.shape} (an empty sequence).")
+    if v.ndim == 1 and any(cost_fn is f for f in _TWO_D_COSTS):
+        v = v[:, None]  # a 1-D series is a sequence of 1-D points for the built-in costs
+    return v
+
+
+def _row_mask(v, valid):
+    mask = jnp.arange(v.shape[0]) < valid
+    return mask.reshape((-1,) + (1,) * (v.ndim - 1))
+
+
+def _masked_cost(x, y, cost_fn, tl, sl, padded: bool) -> jax.Array:
+    """``cost_fn`` on the valid rows: padded rows are zeroed before the call (a ``where``, so
+    neither their values nor their gradients reach anything) and the padded part of the cost is
+    zeroed after it."""
+    t, s = x.shape[0], y.shape[0]
+    if padded:
+        x = jnp.where(_row_mask(x, tl), x, jnp.zeros((), x.dtype))
+        y = jnp.where(_row_mask(y, sl), y, jnp.zeros((), y.dtype))
+    if cost_fn is None or not callable(cost_fn):
+        raise ValueError(f"`cost_fn` must be a callable (x, y) -> [t, s] cost, got {cost_fn!r}.")
+    cost = as_float_array(cost_fn(x, y), "cost_fn(x, y)")
+    if cost.shape != (t, s):
+        raise ValueError(
+            f"`cost_fn(x, y)` must return a cost of shape [t, s] = {(t, s)} for x: {x.shape} "
+            f"and y: {y.shape}, got shape {cost.shape}."
+        )
+    if padded:
+        valid = (jnp.arange(t)[:, None] < tl) & (jnp.arange(s)[None, :] < sl)
+        cost = jnp.where(valid, cost, jnp.zeros((), cost.dtype))
+    return cost
+
+
+def _prepare_points(x, y, cost_fn, window, lengths):
+    x = _sequence(x, "x", cost_fn)
+    y = _sequence(y, "y", cost_fn)
+    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    t, s = x.shape[0], y.shape[0]
+    tl, sl, bad = checks.lengths_pair(lengths, (t, s))
+    _check_window_zero(window, tl, sl)
+    return x, y, tl, sl, window, lengths is not None, _bad(bad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,8 +407,58 @@ def _dtw_core_bwd(static, saved, g):
 _dtw_core.defvjp(_dtw_core_fwd, _dtw_core_bwd)
 
 
-def _flag_invalid(value, ok):
-    return value if ok is None else jnp.where(ok, value, jnp.nan)
+# --------------------------------------------------------------------------------------------
+# Jitted cores: the public functions validate in Python and call these, so that eager calls
+# hit the compile cache; they compose with the caller's jit, vmap and grad.
+# --------------------------------------------------------------------------------------------
+
+
+def _soft_gamma(gamma, dtype):
+    bad = checks.invalid_scalar(gamma, "positive")
+    return jnp.where(bad, 1.0, gamma).astype(dtype), bad
+
+
+@functools.partial(jax.jit, static_argnames=("window", "dynamic_end", "mode"))
+def _run(cost, gamma, tl, sl, bad, *, window, dynamic_end, mode):
+    """One of ``dtw``, ``dtw_alignment``, ``soft_dtw``, ``soft_dtw_alignment`` on a validated
+    cost, with the NaN policy for traced bad values (``bad``, or a bad traced ``gamma``)."""
+    dtype = cost.dtype
+    cost = cost.astype(checks.compute_dtype(dtype))
+    static = (window, dynamic_end)
+    if mode == "dtw":
+        out = _dtw_core(cost, tl, sl, static)
+    elif mode == "dtw_alignment":
+        value, grad = jax.value_and_grad(_dtw_core)(cost, tl, sl, static)
+        # A NaN cost on the path makes the value NaN; the alignment says so too (the
+        # derivative in the end cell's own cost would otherwise hide it).
+        out = (value, checks.nan_if(jnp.isnan(value), grad))
+    else:
+        gamma, bad_gamma = _soft_gamma(gamma, cost.dtype)
+        bad = bad | bad_gamma
+        if mode == "soft_dtw":
+            out = _soft_dtw_core(cost, gamma, tl, sl, static)
+        else:
+            value, grad = jax.value_and_grad(_soft_dtw_core)(cost, gamma, tl, sl, static)
+            out = checks.nan_if(jnp.isnan(value), grad)
+    out = checks.nan_if(bad, out)
+    return jax.tree.map(lambda v: v.astype(dtype), out)
+
+
+@functools.partial(jax.jit, static_argnames=("window", "dynamic_end"))
+def _divergence_core(cxy, cxx, cyy, gamma, tl, sl, bad, same, *, window, dynamic_end):
+    dtype = cxy.dtype
+    work = checks.compute_dtype(dtype)
+    gamma, bad_gamma = _soft_gamma(gamma, work)
+    static = (window, dynamic_end)
+    xy = _soft_dtw_core(cxy.astype(work), gamma, tl, sl, static)
+    xx = _soft_dtw_core(cxx.astype(work), gamma, tl, tl, static)
+    yy = _soft_dtw_core(cyy.astype(work), gamma, sl, sl, static)
+    div = xy - 0.5 * (xx + yy)
+    # Never negative (rounding, or vmap batching the three terms differently, can leave -1e-6
+    # at x == y) and exactly 0 for identical inputs; NaN stays NaN. Both wheres have finite
+    # gradients on both sides (the true gradient at x == y is 0: the minimum).
+    div = jnp.where(same | (div < 0), jnp.zeros((), work), div)
+    return checks.nan_if(bad | bad_gamma, div).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -389,7 +475,13 @@ def dtw(
     """Exact dynamic time warping: the minimum sum of costs over warping paths.
 
     Differentiable almost everywhere: the gradient with respect to ``cost`` is the optimal path's
-    0/1 indicator (see :func:`dtw_path`).
+    0/1 indicator (see :func:`dtw_alignment`).
+
+    Bad input: ``cost`` that is ``None``, complex, not 2-D or empty, a ``window`` that is not a
+    Python int ``>= 0`` (``1.5``, ``True``, arrays) or admits no path, and ``lengths`` that are
+    not a pair of integer scalars raise ``ValueError``, also under ``jit``; concrete ``lengths``
+    outside ``[1, t] x [1, s]`` raise, traced ones give NaN. Padding is never read. See
+    ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``, the pairwise cost between the two sequences.
@@ -414,11 +506,11 @@ def dtw(
       >>> float(dtw(absolute_difference(a, b)))
       0.0
     """
-    cost, tl, sl, static, ok = _prepare(cost, window, lengths)
-    return _flag_invalid(_dtw_core(cost, tl, sl, static), ok)
+    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
+    return _run(cost, None, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="dtw")
 
 
-def dtw_path(
+def dtw_alignment(
     cost: jax.typing.ArrayLike,
     *,
     window: int | None = None,
@@ -426,8 +518,14 @@ def dtw_path(
 ) -> tuple[jax.Array, jax.Array]:
     """Exact DTW and its optimal path, as a fixed-shape 0/1 alignment matrix (jittable).
 
-    Ties between predecessors are broken in the order diagonal, ``(i - 1, j)``, ``(i, j - 1)``.
-    Use :func:`alignment_to_path` on the host to get the path as index pairs.
+    The hard counterpart of :func:`soft_dtw_alignment`. Ties between predecessors are broken in
+    the order diagonal, ``(i - 1, j)``, ``(i, j - 1)``. Use :func:`alignment_to_path` on the host
+    to get the path as index pairs.
+
+    Bad input: as :func:`dtw`. Under ``jit``, traced ``lengths`` out of range make both outputs
+    all NaN (the alignment matrix is a float array, so the NaN policy applies to it as well;
+    :func:`alignment_to_path` rejects it); a NaN in the admitted cost makes both NaN. See
+    ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``.
@@ -440,28 +538,65 @@ def dtw_path(
 
     Examples:
       >>> import jax.numpy as jnp
-      >>> value, a = dtw_path(jnp.array([[0.0, 1.0, 5.0], [4.0, 0.0, 0.0]]))
+      >>> value, a = dtw_alignment(jnp.array([[0.0, 1.0, 5.0], [4.0, 0.0, 0.0]]))
       >>> float(value), alignment_to_path(a).tolist()
       (0.0, [[0, 0], [1, 1], [1, 2]])
     """
-    fn = lambda c: dtw(c, window=window, lengths=lengths)
-    return jax.value_and_grad(fn)(as_float_array(cost, "cost"))
+    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
+    return _run(
+        cost, None, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="dtw_alignment"
+    )
 
 
 def alignment_to_path(alignment: jax.typing.ArrayLike) -> np.ndarray:
     """Host-side helper: the cells of a 0/1 alignment matrix as index pairs in path order.
 
+    Bad input: ``ValueError`` for ``None``, complex or non-2-D input, NaN entries (what a traced
+    bad call of :func:`dtw_alignment` returns), entries other than 0 and 1 (a soft alignment),
+    and ones that do not form a warping path from ``(0, 0)`` with steps ``(1, 0)``, ``(0, 1)``,
+    ``(1, 1)``. It is a host function (not jittable), so these are always checked. See
+    ``docs/conventions.md``.
+
     Args:
-      alignment: Array of shape ``[t, s]``, as returned by :func:`dtw_path` (not jittable: the
-        number of pairs depends on the values).
+      alignment: Array of shape ``[t, s]``, as returned by :func:`dtw_alignment` (not jittable:
+        the number of pairs depends on the values).
 
     Returns:
       NumPy integer array of shape ``[l, 2]`` with rows ``(i, j)`` ordered along the path.
     """
+    if alignment is None:
+        raise ValueError("`alignment` must be a 2-D array [t, s], got None.")
+    if isinstance(alignment, jax.core.Tracer):
+        raise ValueError(
+            "`alignment_to_path` runs on the host: call it outside jit/vmap on a concrete "
+            "alignment matrix."
+        )
     a = np.asarray(alignment)
+    if np.iscomplexobj(a):
+        raise ValueError(f"`alignment` must be real, got complex dtype {a.dtype}.")
     if a.ndim != 2:
         raise ValueError(f"`alignment` must be a 2-D array [t, s], got shape {a.shape}.")
-    return np.argwhere(a > 0.5)  # row-major order is path order for a monotone path
+    a = a.astype(np.float64)
+    if np.isnan(a).any():
+        raise ValueError(
+            f"`alignment` contains NaN ({int(np.isnan(a).sum())} of {a.size} entries): the call "
+            "that produced it had bad input (see docs/conventions.md)."
+        )
+    if not np.isin(a, (0.0, 1.0)).all():
+        bad = a[~np.isin(a, (0.0, 1.0))][:3]
+        raise ValueError(
+            f"`alignment` must be a 0/1 matrix (from dtw_alignment), got entries such as "
+            f"{bad.tolist()}; for a soft alignment, threshold or take the hard path first."
+        )
+    path = np.argwhere(a == 1.0)  # row-major order is path order for a monotone path
+    steps = np.diff(path, axis=0)
+    ok_steps = np.isin(steps, (0, 1)).all(axis=1) & (steps.sum(axis=1) >= 1)
+    if len(path) == 0 or tuple(path[0]) != (0, 0) or not ok_steps.all():
+        raise ValueError(
+            "`alignment` is not a warping path: its 1s must start at (0, 0) and move by (1, 0), "
+            f"(0, 1) or (1, 1), got cells {path[:6].tolist()}{' ...' if len(path) > 6 else ''}."
+        )
+    return path
 
 
 def soft_dtw(
@@ -483,12 +618,16 @@ def soft_dtw(
     Numerics: the soft-min is a stabilised log-sum-exp, so small ``gamma`` (``1e-3`` on costs of
     ``1e3`` in float32) gives finite values and gradients. ``soft_dtw -> dtw`` as ``gamma -> 0``
     (from below: ``dtw - gamma log(#paths) <= soft_dtw <= dtw``). The value can be negative.
-    Under ``jit`` a non-positive gamma is not caught and gives NaN. See the module docstring for
-    ``inf``/NaN and padding.
+
+    Bad input: as :func:`dtw`, plus ``gamma``: ``None``, complex or array-valued (``[1, 2]``)
+    raises ``ValueError`` even under ``jit``; a concrete ``gamma`` that is not finite and positive
+    raises; under ``jit`` it gives NaN (as do traced ``lengths`` out of range). See
+    ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``.
-      gamma: Positive smoothing parameter (traced, differentiable).
+      gamma: Positive smoothing parameter (traced, differentiable): the soft-min temperature of
+        ``docs/conventions.md`` (larger is smoother).
       window: As in :func:`dtw`.
       lengths: As in :func:`dtw`.
 
@@ -510,10 +649,9 @@ def soft_dtw(
       >>> grad.shape
       (5, 7)
     """
-    check_positive(gamma, "gamma")
-    cost, tl, sl, static, ok = _prepare(cost, window, lengths)
-    gamma = jnp.asarray(gamma, cost.dtype)
-    return _flag_invalid(_soft_dtw_core(cost, gamma, tl, sl, static), ok)
+    checks.scalar(gamma, "gamma", "positive")
+    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
+    return _run(cost, gamma, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="soft_dtw")
 
 
 def soft_dtw_alignment(
@@ -527,22 +665,29 @@ def soft_dtw_alignment(
 
     Entry ``(i, j)`` is the probability that the Gibbs distribution over warping paths (at
     temperature ``gamma``) passes through cell ``(i, j)``; it tends to the hard path of
-    :func:`dtw_path` as ``gamma -> 0``.
+    :func:`dtw_alignment` as ``gamma -> 0``.
+
+    Bad input: as :func:`soft_dtw`; under ``jit`` a bad ``gamma`` or ``lengths`` makes the whole
+    matrix NaN, and so does a NaN in the admitted cost (a NaN value). See
+    ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``.
-      gamma: Positive smoothing parameter.
+      gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       window: As in :func:`dtw`.
       lengths: As in :func:`dtw`; padding gets 0.
 
     Returns:
       Array of shape ``[t, s]`` with entries in ``[0, 1]``; ``(0, 0)`` and the end cell are 1.
     """
-    fn = lambda c: soft_dtw(c, gamma=gamma, window=window, lengths=lengths)
-    return jax.grad(fn)(as_float_array(cost, "cost"))
+    checks.scalar(gamma, "gamma", "positive")
+    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
+    return _run(
+        cost, gamma, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="soft_dtw_alignment"
+    )
 
 
-def dtw_xy(
+def dtw_points(
     x: jax.typing.ArrayLike,
     y: jax.typing.ArrayLike,
     *,
@@ -552,10 +697,16 @@ def dtw_xy(
 ) -> jax.Array:
     """Exact DTW between two sequences: ``dtw(cost_fn(x, y), ...)``.
 
+    Bad input: ``x``/``y`` that are ``None``, complex, empty or not of rank 1 or 2, and a
+    ``cost_fn`` whose result is not ``[t, s]``, raise ``ValueError``; ``window`` and ``lengths``
+    as in :func:`dtw`. Padded rows (past ``lengths``) are zeroed before ``cost_fn`` sees them, so
+    NaN, inf or 1e30 there changes neither the value nor the gradient. See
+    ``docs/conventions.md``.
+
     Args:
-      x: Array of shape ``[t, d]`` (or ``[t]`` with a 1-D cost such as
-        :func:`alignment.absolute_difference`).
-      y: Array of shape ``[s, d]``.
+      x: Array of shape ``[t, d]``, or ``[t]`` for a 1-D series (the built-in costs treat it as
+        ``[t, 1]``; a custom ``cost_fn`` receives it as is).
+      y: Array of shape ``[s, d]`` (or ``[s]``).
       cost_fn: Maps ``(x, y)`` to a ``[t, s]`` cost; squared Euclidean by default.
       window: As in :func:`dtw`.
       lengths: As in :func:`dtw` (valid lengths of ``x`` and ``y``).
@@ -563,10 +714,13 @@ def dtw_xy(
     Returns:
       Scalar.
     """
-    return dtw(cost_fn(x, y), window=window, lengths=lengths)
+    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    cost = _masked_cost(x, y, cost_fn, tl, sl, padded)
+    tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
+    return _run(cost, None, tl, sl, bad, window=window, dynamic_end=padded, mode="dtw")
 
 
-def soft_dtw_xy(
+def soft_dtw_points(
     x: jax.typing.ArrayLike,
     y: jax.typing.ArrayLike,
     *,
@@ -577,10 +731,15 @@ def soft_dtw_xy(
 ) -> jax.Array:
     """Soft-DTW between two sequences: ``soft_dtw(cost_fn(x, y), ...)``, differentiable in both.
 
+    Bad input: as :func:`dtw_points` for the sequences, ``cost_fn``, ``window`` and
+    ``lengths``, and as :func:`soft_dtw` for ``gamma`` (concrete bad values raise, traced ones
+    give NaN). Padded rows never influence the value or the gradient. See
+    ``docs/conventions.md``.
+
     Args:
-      x: Array of shape ``[t, d]``.
-      y: Array of shape ``[s, d]``.
-      gamma: Positive smoothing parameter.
+      x: Array of shape ``[t, d]``, or ``[t]`` for a 1-D series (see :func:`dtw_points`).
+      y: Array of shape ``[s, d]`` (or ``[s]``).
+      gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       cost_fn: Maps ``(x, y)`` to a ``[t, s]`` cost; squared Euclidean (not halved) by default.
       window: As in :func:`dtw`.
       lengths: As in :func:`dtw` (valid lengths of ``x`` and ``y``): gradients on padded rows of
@@ -592,10 +751,14 @@ def soft_dtw_xy(
     Examples:
       >>> import jax.numpy as jnp
       >>> x = jnp.zeros((4, 2)); y = jnp.ones((6, 2))
-      >>> round(float(soft_dtw_xy(x, y, gamma=1e-3)), 2)  # at least 6 cells of cost 2
+      >>> round(float(soft_dtw_points(x, y, gamma=1e-3)), 2)  # at least 6 cells of cost 2
       12.0
     """
-    return soft_dtw(cost_fn(x, y), gamma=gamma, window=window, lengths=lengths)
+    checks.scalar(gamma, "gamma", "positive")
+    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    cost = _masked_cost(x, y, cost_fn, tl, sl, padded)
+    tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
+    return _run(cost, gamma, tl, sl, bad, window=window, dynamic_end=padded, mode="soft_dtw")
 
 
 def soft_dtw_divergence(
@@ -607,22 +770,30 @@ def soft_dtw_divergence(
     window: int | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
-    """Soft-DTW divergence: ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2``.
+    """Soft-DTW divergence: ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2``, clamped at 0.
 
-    Exactly zero when ``x == y`` (plain soft-DTW is not: ``sdtw(x, x) < 0``). For the squared
-    Euclidean cost (whose Gibbs kernel ``exp(-cost / gamma)`` is positive definite) it is
-    non-negative, up to float rounding; Blondel et al. prove this without a ``window``.
+    Exactly zero when ``x == y`` (on the valid rows, with equal lengths); plain soft-DTW is not:
+    ``sdtw(x, x) < 0``. For the squared Euclidean cost (whose Gibbs kernel ``exp(-cost / gamma)``
+    is positive definite) it is non-negative (Blondel et al. prove this without a ``window``);
+    the result is clamped at 0 so that float rounding never makes it negative (its square root
+    stays defined), with a zero gradient where the clamp acts. For a cost whose kernel is not
+    positive definite, the clamp hides negative values.
+
+    Bad input: as :func:`soft_dtw_points` (shapes, ``window`` and the form of ``lengths`` raise
+    ``ValueError`` even under ``jit``; concrete bad ``gamma``/``lengths`` raise, traced ones give
+    NaN). Padded rows never influence the value or the gradient; NaN in valid rows propagates.
+    See ``docs/conventions.md``.
 
     Args:
-      x: Array of shape ``[t, d]``.
-      y: Array of shape ``[s, d]``.
-      gamma: Positive smoothing parameter.
+      x: Array of shape ``[t, d]`` (or ``[t]``, see :func:`dtw_points`).
+      y: Array of shape ``[s, d]`` (or ``[s]``).
+      gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       cost_fn: Pairwise cost; squared Euclidean (not halved) by default.
       window: As in :func:`dtw`, applied to all three terms.
       lengths: Optional ``(t_valid, s_valid)`` for padded ``x`` and ``y``.
 
     Returns:
-      Scalar divergence.
+      Scalar divergence, ``>= 0``.
 
     References:
       Blondel, Mensch & Vert, "Differentiable Divergences Between Time Series", AISTATS 2021.
@@ -633,15 +804,17 @@ def soft_dtw_divergence(
       >>> float(soft_dtw_divergence(x, x, gamma=0.1))
       0.0
     """
-    if lengths is None:
-        lxy = lxx = lyy = None
+    checks.scalar(gamma, "gamma", "positive")
+    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    cxy = _masked_cost(x, y, cost_fn, tl, sl, padded)
+    cxx = _masked_cost(x, x, cost_fn, tl, tl, padded)
+    cyy = _masked_cost(y, y, cost_fn, sl, sl, padded)
+    if x.shape == y.shape:
+        rows = _row_mask(x, tl) if padded else True
+        same = jnp.all(jnp.where(rows, x == y, True)) & (jnp.asarray(tl) == jnp.asarray(sl))
     else:
-        if not isinstance(lengths, tuple | list) or len(lengths) != 2:
-            raise ValueError(f"`lengths` must be a pair (t_valid, s_valid), got {lengths!r}.")
-        tl, sl = lengths
-        lxy, lxx, lyy = (tl, sl), (tl, tl), (sl, sl)
-    kw = dict(gamma=gamma, window=window)
-    xy = soft_dtw(cost_fn(x, y), lengths=lxy, **kw)
-    xx = soft_dtw(cost_fn(x, x), lengths=lxx, **kw)
-    yy = soft_dtw(cost_fn(y, y), lengths=lyy, **kw)
-    return xy - 0.5 * (xx + yy)
+        same = jnp.asarray(False)
+    tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
+    return _divergence_core(
+        cxy, cxx, cyy, gamma, tl, sl, bad, same, window=window, dynamic_end=padded
+    )

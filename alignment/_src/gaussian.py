@@ -45,18 +45,29 @@ The scale form (:func:`gaussian_w2_scale`) is the same nuclear norm on the given
 SVD); its derivative, the polar factor ``U V^T``, is bounded, so its gradients stay bounded even
 at singular covariances: the better choice for learning covariances.
 
-Numerics, shared by the full-covariance functions: covariances are assumed symmetric positive
-semi-definite; they are symmetrised as ``(S + S^T) / 2`` and eigenvalues below 0 (rounding) are
-clamped at 0. ``tr S1 + tr S2 - 2 tr(...)^1/2`` cancels when the two Gaussians are close: the
-absolute error is about ``eps * (tr S1 + tr S2)``; the result is clamped at 0 in value (the
-gradient is that of the unclamped expression, so rounding below 0 does not zero it). In the
-derivative, eigenvalues of ``M`` below NumPy's rank tolerance (``k * eps * max``) count as exact
-zeros (a pseudo-inverse), so gradients stay finite at singular covariances. There they are a
-convention: the exact derivative along the null space of a singular covariance is ``-inf``
-unless the other covariance vanishes there too (then both agree, e.g. ``1`` on the diagonal
-for commuting covariances). :func:`gaussian_w2_diag` has its own convention at zero variance.
-Second derivatives come from autodiff through the derivative's ``eigh`` and are NaN at repeated
-eigenvalues. The output dtype follows the inputs.
+Numerics, shared by the full-covariance functions: covariances must be symmetric positive
+semi-definite; they are symmetrised as ``(S + S^T) / 2`` (only the symmetric part is read) and
+eigenvalues below 0 from rounding are clamped at 0. A covariance that is clearly not PSD (an
+eigenvalue below ``-sqrt(eps)`` times its largest ``|eigenvalue|``) raises ``ValueError`` when
+concrete and gives NaN (value and gradient) when traced. ``tr S1 + tr S2 - 2 tr(...)^1/2`` cancels
+when the two Gaussians are close: the absolute error is about ``eps * (tr S1 + tr S2)``; the result
+is clamped at 0 in value (the gradient is that of the unclamped expression, so rounding below 0 does
+not zero it). In the derivative, eigenvalues of ``M`` below NumPy's rank tolerance (``k * eps *
+max``) count as exact zeros (a pseudo-inverse), so gradients stay finite at singular covariances.
+There they are a convention: the exact derivative along the null space of a singular covariance is
+``-inf`` unless the other covariance vanishes there too (then both agree, e.g. ``1`` on the diagonal
+for commuting covariances). :func:`gaussian_w2_diag` has its own convention at zero variance. Second
+derivatives come from autodiff through the derivative's ``eigh`` and are NaN at repeated
+eigenvalues. The output dtype follows the inputs; float16 and bfloat16 inputs are computed in
+float32.
+
+Bad input (every function; see ``docs/conventions.md``): shapes are checked at trace time,
+eagerly and under ``jit``/``vmap`` (``ValueError`` naming the argument for ``None``, complex
+dtypes, wrong rank, mismatched ``d`` and ``d == 0``). NaN or ``inf`` in a mean, covariance,
+factor or variance gives a NaN (or ``inf``) result and NaN gradients: never a finite number.
+Negative variances and clearly non-PSD covariances raise when concrete and give NaN when traced.
+The public functions validate in Python and call module-level jitted cores, so eager calls hit
+the compile cache.
 
 References: Dowson & Landau, "The Frechet distance between multivariate normal distributions"
 (1982); Givens & Shortt, "A class of Wasserstein metrics for probability distributions" (1984);
@@ -75,8 +86,7 @@ from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
 from alignment._src import costs as _costs
-from alignment._src.checks import as_float_array, is_concrete
-from alignment._src.numerics import safe_sqrt
+from alignment._src.checks import as_float_array, compute_dtype, is_concrete, point_pair
 
 __all__ = [
     "gaussian_w2",
@@ -98,12 +108,13 @@ def _common_dtype(*arrays) -> list[jax.Array]:
 
 
 def _check_means(mean1, mean2, names=("mean1", "mean2"), ndim=1) -> tuple[jax.Array, jax.Array]:
-    shapes = ("[d]", "[d]") if ndim == 1 else ("[n, d]", "[m, d]")
-    m1 = as_float_array(mean1, names[0])
-    m2 = as_float_array(mean2, names[1])
-    for name, m, shape in zip(names, (m1, m2), shapes, strict=True):
-        if m.ndim != ndim:
-            raise ValueError(f"`{name}` must be a {ndim}-D array {shape}, got shape {m.shape}.")
+    """Means ``[d]`` (``ndim=1``) or sets of means ``[n, d]``, ``[m, d]`` (``ndim=2``)."""
+    if ndim == 2:
+        m1, m2 = point_pair(mean1, mean2, names, feature="dimension")
+    else:
+        m1 = as_float_array(mean1, names[0], ndim=1, what="[d]")
+        m2 = as_float_array(mean2, names[1], ndim=1, what="[d]")
+    for name, m in zip(names, (m1, m2), strict=True):
         if m.shape[-1] == 0:
             raise ValueError(f"`{name}` must have a dimension d >= 1, got shape {m.shape}.")
     if m1.shape[-1] != m2.shape[-1]:
@@ -124,14 +135,67 @@ def _check_like(arr, name: str, expected: tuple[int, ...], what: str, ref: str) 
 
 
 def _check_variances(var: jax.Array, name: str) -> None:
-    """Raises if a concrete ``var`` has a negative entry (a log-variance passed by mistake)."""
+    """Raises if a concrete ``var`` has a negative entry (a log-variance passed by mistake).
+
+    NaN entries pass (NaN data propagates to the result); traced negative entries give NaN.
+    """
     if is_concrete(var):
-        values = np.asarray(var)
+        values = np.asarray(var, np.float64)
         if np.any(values < 0):
             raise ValueError(
-                f"`{name}` must hold variances (>= 0), got a minimum of {float(values.min())}; "
-                "for a log-variance pass jnp.exp(logvar), for a standard deviation std**2."
+                f"`{name}` must hold variances (>= 0), got a minimum of {float(np.nanmin(values))};"
+                " for a log-variance pass jnp.exp(logvar), for a standard deviation std**2."
             )
+
+
+def _check_psd(cov: jax.Array, name: str) -> None:
+    """Raises if a concrete, finite covariance (``[..., d, d]``) is clearly not PSD.
+
+    "Clearly": the symmetric part has an eigenvalue below ``-sqrt(eps) * max |eigenvalue|``
+    (rounding of a PSD matrix stays far above that). Non-finite covariances are left to the NaN
+    policy; traced ones are not checked (negative eigenvalues are clamped at 0).
+    """
+    if not is_concrete(cov):
+        return
+    c = np.asarray(cov, np.float64)
+    if not np.all(np.isfinite(c)):
+        return
+    c = 0.5 * (c + np.swapaxes(c, -1, -2))
+    try:
+        np.linalg.cholesky(c)  # positive definite: the common case, and cheap
+        return
+    except np.linalg.LinAlgError:
+        pass
+    lam = np.linalg.eigvalsh(c)
+    tol = np.sqrt(float(jnp.finfo(compute_dtype(cov.dtype)).eps))
+    low = lam.min(axis=-1)
+    high = np.abs(lam).max(axis=-1)
+    bad = low < -tol * high
+    if np.any(bad):
+        where = f" (matrix {int(np.argmax(bad))})" if c.ndim == 3 else ""
+        raise ValueError(
+            f"`{name}` must be positive semi-definite, got an eigenvalue "
+            f"{float(low[bad].min()):.3g} against a largest |eigenvalue| of "
+            f"{float(high[bad].max()):.3g}{where}."
+        )
+
+
+def _sqrt_variance(var: jax.Array) -> jax.Array:
+    """``sqrt(var)`` with derivative 0 at ``var == 0``; NaN (value and gradient) for ``var < 0``
+    or NaN (the double-``where`` trick, on ``var == 0`` only, so bad values propagate)."""
+    zero = var == 0
+    return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, var)))
+
+
+def _poison(*arrays, axis=None) -> jax.Array:
+    """``1`` where every entry of ``arrays`` (summed over ``axis``) is finite, NaN elsewhere.
+
+    Multiplying a result by it makes any NaN or ``inf`` input show in the value and in every
+    gradient (``0 * sum`` has derivative 0 at finite inputs and value NaN otherwise), whatever
+    the linear algebra in between returns for non-finite matrices.
+    """
+    total = sum(0.0 * jnp.sum(a, axis=axis) for a in arrays)
+    return 1.0 + total
 
 
 def _symmetrise(cov: jax.Array) -> jax.Array:
@@ -175,9 +239,16 @@ def _batched_by_itself(fun):
 
 
 def _eigh_factor(cov: jax.Array) -> jax.Array:
-    """``L = V diag(sqrt(max(lam, 0)))`` with ``L L^T = cov`` (``[..., d, d]``), by ``eigh``."""
+    """``L = V diag(sqrt(max(lam, 0)))`` with ``L L^T = cov`` (``[..., d, d]``), by ``eigh``.
+
+    Eigenvalues below 0 from rounding are clamped; a matrix that is clearly not PSD (an
+    eigenvalue below ``-sqrt(eps) * max |lam|``, as :func:`_check_psd` raises for concrete
+    input) gets a NaN factor, so its results are NaN (the traced bad-value policy).
+    """
     vecs, lam = lax.linalg.eigh(cov, symmetrize_input=False, sort_eigenvalues=False)
-    return vecs * jnp.sqrt(jnp.maximum(lam, 0.0))[..., None, :]
+    tol = jnp.sqrt(jnp.finfo(lam.dtype).eps) * jnp.max(jnp.abs(lam), axis=-1, keepdims=True)
+    root = jnp.where(lam < -tol, jnp.nan, jnp.sqrt(jnp.maximum(lam, 0.0)))
+    return vecs * root[..., None, :]
 
 
 def _psd_factor(cov: jax.Array) -> jax.Array:
@@ -222,6 +293,9 @@ def _trace_sqrt_and_grad(factor: jax.Array, mat: jax.Array) -> tuple[jax.Array, 
     (``k * eps * max``).
     """
     vecs, mu = lax.linalg.eigh(_symmetrise(mat), symmetrize_input=False, sort_eigenvalues=False)
+    # A clearly negative eigenvalue (not rounding): ``S`` is not PSD, the results are NaN.
+    slack = jnp.sqrt(jnp.finfo(mu.dtype).eps) * jnp.max(jnp.abs(mu), axis=-1)
+    not_psd = jnp.any(mu < -slack[..., None], axis=-1)
     mu = jnp.maximum(mu, 0.0)
     root = jnp.sqrt(mu)
     tol = mu.shape[-1] * jnp.finfo(mu.dtype).eps * jnp.max(mu, axis=-1, keepdims=True)
@@ -229,7 +303,8 @@ def _trace_sqrt_and_grad(factor: jax.Array, mat: jax.Array) -> tuple[jax.Array, 
     inv_root = jnp.where(kept, 1.0 / jnp.where(kept, root, 1.0), 0.0)
     b = factor @ vecs
     grad = 0.5 * (b * inv_root[..., None, :]) @ jnp.swapaxes(b, -1, -2)
-    return jnp.sum(root, axis=-1), grad
+    value = jnp.where(not_psd, jnp.nan, jnp.sum(root, axis=-1))
+    return value, jnp.where(not_psd[..., None, None], jnp.nan, grad)
 
 
 def _cross_value(cov1: jax.Array, cov2: jax.Array, pairwise: bool) -> jax.Array:
@@ -331,6 +406,63 @@ def _nuclear_norm_jvp(primals, tangents):
 
 
 # --------------------------------------------------------------------------------------------
+# Jitted cores: validated inputs of a common dtype; computed in float32 for half precision.
+# --------------------------------------------------------------------------------------------
+
+
+def _work(*arrays) -> tuple[jnp.dtype, list[jax.Array]]:
+    dtype = arrays[0].dtype
+    work = compute_dtype(dtype)
+    return dtype, [a.astype(work) for a in arrays]
+
+
+@jax.jit
+def _w2_core(m1, c1, m2, c2):
+    dtype, (m1, c1, m2, c2) = _work(m1, c1, m2, c2)
+    c1, c2 = _symmetrise(c1), _symmetrise(c2)
+    diff = m1 - m2
+    value = jnp.sum(diff * diff) + jnp.trace(c1) + jnp.trace(c2) - 2.0 * _bures_cross(c1, c2, False)
+    return (_clamp(value) * _poison(m1, c1, m2, c2)).astype(dtype)
+
+
+@jax.jit
+def _w2_scale_core(m1, s1, m2, s2):
+    dtype, (m1, s1, m2, s2) = _work(m1, s1, m2, s2)
+    diff = m1 - m2
+    value = jnp.sum(diff * diff) + jnp.sum(s1 * s1) + jnp.sum(s2 * s2)
+    value = value - 2.0 * _nuclear_norm(s2.T @ s1)
+    return (_clamp(value) * _poison(m1, s1, m2, s2)).astype(dtype)
+
+
+@jax.jit
+def _w2_diag_core(m1, v1, m2, v2):
+    dtype, (m1, v1, m2, v2) = _work(m1, v1, m2, v2)
+    dm = m1 - m2
+    ds = _sqrt_variance(v1) - _sqrt_variance(v2)
+    return (jnp.sum(dm * dm) + jnp.sum(ds * ds)).astype(dtype)
+
+
+@jax.jit
+def _w2_pairwise_core(mu1, c1, mu2, c2):
+    dtype, (mu1, c1, mu2, c2) = _work(mu1, c1, mu2, c2)
+    c1, c2 = _symmetrise(c1), _symmetrise(c2)
+    traces = jnp.trace(c1, axis1=-2, axis2=-1)[:, None] + jnp.trace(c2, axis1=-2, axis2=-1)
+    value = _costs.squared_euclidean(mu1, mu2) + traces - 2.0 * _bures_cross(c1, c2, True)
+    poison = _poison(mu1, c1.reshape(c1.shape[0], -1), axis=1)[:, None]
+    poison = poison + _poison(mu2, c2.reshape(c2.shape[0], -1), axis=1)[None, :] - 1.0
+    return (_clamp(value) * poison).astype(dtype)
+
+
+@jax.jit
+def _w2_diag_pairwise_core(mu1, v1, mu2, v2):
+    dtype, (mu1, v1, mu2, v2) = _work(mu1, v1, mu2, v2)
+    x = jnp.concatenate([mu1, _sqrt_variance(v1)], axis=1)
+    y = jnp.concatenate([mu2, _sqrt_variance(v2)], axis=1)
+    poison = _poison(x, axis=1)[:, None] + _poison(y, axis=1)[None, :] - 1.0
+    return (_costs.squared_euclidean(x, y) * poison).astype(dtype)
+
+
+# --------------------------------------------------------------------------------------------
 # Public functions.
 # --------------------------------------------------------------------------------------------
 
@@ -348,14 +480,20 @@ def gaussian_w2(
     square; that is a typo). Take ``jnp.sqrt`` for ``W2`` itself (its derivative is infinite at
     0). One pair: ``jax.vmap`` it for a batch, or use :func:`gaussian_w2_pairwise` for all pairs.
 
-    Numerics: see the module docstring. The covariances must be symmetric positive
-    semi-definite (they are symmetrised, and negative eigenvalues clamped at 0; nothing is
-    checked). Gradients are finite at identical, isotropic (repeated eigenvalues) and singular
-    covariances; near a singular covariance they are as large as the exact derivative (which is
-    infinite at a singular ``cov1`` along its null space unless ``cov2`` vanishes there too),
-    and at an exactly singular one they are a finite convention (module docstring). The result
-    is clamped at 0 (in value; the gradient is the unclamped one) and has an absolute error of
-    about ``eps * (tr cov1 + tr cov2)``.
+    Numerics: see the module docstring. The covariances must be symmetric positive semi-definite
+    (they are symmetrised, and negative eigenvalues from rounding clamped at 0). Gradients are
+    finite at identical, isotropic (repeated eigenvalues) and singular covariances; near a singular
+    covariance they are as large as the exact derivative (which is infinite at a singular ``cov1``
+    along its null space unless ``cov2`` vanishes there too), and at an exactly singular one they
+    are a finite convention (module docstring). The result is clamped at 0 (in value; the gradient
+    is the unclamped one) and has an absolute error of about ``eps * (tr cov1 + tr cov2)``.
+
+    Bad input: shapes are checked at trace time (``ValueError`` naming the argument, also under
+    ``jit``; ``None`` and complex dtypes too). A concrete covariance that is clearly not positive
+    semi-definite raises; traced, it gives NaN. NaN or ``inf`` in a mean or a covariance gives a
+    NaN result with NaN gradients. A non-symmetric covariance is replaced by its symmetric part.
+    float16/bfloat16 are computed in float32 and returned in the input dtype. See
+    ``docs/conventions.md``.
 
     Args:
       mean1: Array of shape ``[d]``.
@@ -380,11 +518,9 @@ def gaussian_w2(
     d = m1.shape[0]
     c1 = _check_like(cov1, "cov1", (d, d), "[d, d]", "mean1")
     c2 = _check_like(cov2, "cov2", (d, d), "[d, d]", "mean2")
-    m1, c1, m2, c2 = _common_dtype(m1, c1, m2, c2)
-    c1, c2 = _symmetrise(c1), _symmetrise(c2)
-    diff = m1 - m2
-    value = jnp.sum(diff * diff) + jnp.trace(c1) + jnp.trace(c2) - 2.0 * _bures_cross(c1, c2, False)
-    return _clamp(value)
+    _check_psd(c1, "cov1")
+    _check_psd(c2, "cov2")
+    return _w2_core(*_common_dtype(m1, c1, m2, c2))
 
 
 def gaussian_w2_scale(
@@ -406,6 +542,11 @@ def gaussian_w2_scale(
     bounded everywhere (the derivative of the nuclear norm is the polar factor ``U V^T``; at a
     rank-deficient ``scale2^T scale1`` the singular values below NumPy's rank tolerance get a
     zero derivative, the minimal-norm subgradient). The result is clamped at 0 (in value).
+
+    Bad input: shapes are checked at trace time (``ValueError`` naming the argument, also under
+    ``jit``; ``None``, complex dtypes and ``k == 0`` too). NaN or ``inf`` in a mean or a scale
+    gives a NaN result with NaN gradients. float16/bfloat16 are computed in float32 and returned
+    in the input dtype. See ``docs/conventions.md``.
 
     Args:
       mean1: Array of shape ``[d]``.
@@ -436,11 +577,7 @@ def gaussian_w2_scale(
                 f"`{name}` must have shape [d, k] with d = {d} (to match `{ref}`) and k >= 1, "
                 f"got shape {s.shape}."
             )
-    m1, s1, m2, s2 = _common_dtype(m1, s1, m2, s2)
-    diff = m1 - m2
-    value = jnp.sum(diff * diff) + jnp.sum(s1 * s1) + jnp.sum(s2 * s2)
-    value = value - 2.0 * _nuclear_norm(s2.T @ s1)
-    return _clamp(value)
+    return _w2_scale_core(*_common_dtype(m1, s1, m2, s2))
 
 
 def gaussian_w2_diag(
@@ -460,8 +597,14 @@ def gaussian_w2_diag(
     everywhere: at ``var1 == var2`` they vanish, and at a zero variance the square root's
     derivative is taken as 0 (double ``where``), so the derivative in that variance is 0, a
     convention (the exact one-sided derivative is ``-inf`` if the other variance is positive,
-    ``1`` if it is 0 too). Negative variances raise for concrete inputs; under ``jit`` they count
-    as 0.
+    ``1`` if it is 0 too).
+
+    Bad input: shapes are checked at trace time (``ValueError`` naming the argument, also under
+    ``jit``; ``None`` and complex dtypes too). Negative variances raise for concrete inputs (the
+    message suggests ``jnp.exp(logvar)``); traced, they give NaN (value and gradient). A NaN in
+    a mean or a variance gives a NaN result and a NaN gradient; ``inf`` gives ``inf``.
+    float16/bfloat16 are computed in float32 and returned in the input dtype. See
+    ``docs/conventions.md``.
 
     Args:
       mean1: Array of shape ``[d]``.
@@ -487,10 +630,7 @@ def gaussian_w2_diag(
     v2 = _check_like(var2, "var2", m2.shape, "[d]", "mean2")
     _check_variances(v1, "var1")
     _check_variances(v2, "var2")
-    m1, v1, m2, v2 = _common_dtype(m1, v1, m2, v2)
-    dm = m1 - m2
-    ds = safe_sqrt(v1) - safe_sqrt(v2)
-    return jnp.sum(dm * dm) + jnp.sum(ds * ds)
+    return _w2_diag_core(*_common_dtype(m1, v1, m2, v2))
 
 
 def gaussian_w2_pairwise(
@@ -508,6 +648,14 @@ def gaussian_w2_pairwise(
     Numerics: as :func:`gaussian_w2`. Memory is ``O(n * m * d^2)`` (one ``[d, d]`` matrix per
     pair; about six of them in a gradient, with two ``eigh`` per pair): split large sets into
     blocks.
+
+    Bad input: shapes are checked at trace time (``ValueError`` naming the argument, also under
+    ``jit``; ``None`` and complex dtypes too). A concrete covariance that is clearly not positive
+    semi-definite raises; traced, it gives NaN. NaN or ``inf`` in ``means1[i]`` or ``covs1[i]``
+    makes row ``i`` NaN (value and gradients). A non-symmetric covariance is replaced by its
+    symmetric part. Empty sets (``n == 0`` or ``m == 0``) give an empty ``[n, m]`` result.
+    float16/bfloat16 are computed in float32 and returned in the input dtype. See
+    ``docs/conventions.md``.
 
     Args:
       means1: Array of shape ``[n, d]``.
@@ -532,10 +680,9 @@ def gaussian_w2_pairwise(
     mu1, c1, mu2, c2 = _common_dtype(mu1, c1, mu2, c2)
     if n == 0 or m == 0:
         return jnp.zeros((n, m), mu1.dtype)
-    c1, c2 = _symmetrise(c1), _symmetrise(c2)
-    traces = jnp.trace(c1, axis1=-2, axis2=-1)[:, None] + jnp.trace(c2, axis1=-2, axis2=-1)
-    value = _costs.squared_euclidean(mu1, mu2) + traces - 2.0 * _bures_cross(c1, c2, True)
-    return _clamp(value)
+    _check_psd(c1, "covs1")
+    _check_psd(c2, "covs2")
+    return _w2_pairwise_core(mu1, c1, mu2, c2)
 
 
 def gaussian_w2_diag_pairwise(
@@ -556,6 +703,13 @@ def gaussian_w2_diag_pairwise(
     squared spread of the ``[mean, sqrt(var)]`` vectors, so distances far below that scale round
     to 0 (use ``jax.vmap`` of :func:`gaussian_w2_diag` for exact differences). Gradients are
     finite, zero variances included.
+
+    Bad input: shapes are checked at trace time (``ValueError`` naming the argument, also under
+    ``jit``; ``None`` and complex dtypes too). Negative variances raise for concrete inputs;
+    traced, they make their row (or column) NaN, as does a NaN or ``inf`` in ``means1[i]`` or
+    ``vars1[i]`` (value and gradients). Empty sets give an empty ``[n, m]`` result.
+    float16/bfloat16 are computed in float32 and returned in the input dtype. See
+    ``docs/conventions.md``.
 
     Args:
       means1: Array of shape ``[n, d]``.
@@ -579,6 +733,6 @@ def gaussian_w2_diag_pairwise(
     _check_variances(v1, "vars1")
     _check_variances(v2, "vars2")
     mu1, v1, mu2, v2 = _common_dtype(mu1, v1, mu2, v2)
-    x = jnp.concatenate([mu1, safe_sqrt(v1)], axis=1)
-    y = jnp.concatenate([mu2, safe_sqrt(v2)], axis=1)
-    return _costs.squared_euclidean(x, y)
+    if mu1.shape[0] == 0 or mu2.shape[0] == 0:
+        return jnp.zeros((mu1.shape[0], mu2.shape[0]), mu1.dtype)
+    return _w2_diag_pairwise_core(mu1, v1, mu2, v2)

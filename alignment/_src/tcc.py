@@ -69,10 +69,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._src.checks import as_float_array, check_positive, is_concrete, point_pair
+from alignment._src import checks
 
 __all__ = [
     "CycleBackOutput",
+    "SoftNearestNeighborOutput",
     "cycle_back",
     "cycle_consistency_accuracy",
     "kendalls_tau",
@@ -83,6 +84,18 @@ __all__ = [
 
 _VARIANTS = ("classification", "regression_mse", "regression_mse_var")
 _SIMILARITIES = ("l2", "dot")
+
+
+class SoftNearestNeighborOutput(NamedTuple):
+    """Output of :func:`soft_nearest_neighbor`.
+
+    Attributes:
+      neighbors: ``[n, d]`` soft nearest neighbours ``v~_i = sum_j alpha_ij v_j``.
+      alpha: ``[n, m]`` soft nearest-neighbour weights of ``u_i`` over ``v`` (rows sum to 1).
+    """
+
+    neighbors: jax.Array
+    alpha: jax.Array
 
 
 class CycleBackOutput(NamedTuple):
@@ -107,25 +120,105 @@ class CycleBackOutput(NamedTuple):
 
 
 def _pair(u, v) -> tuple[jax.Array, jax.Array]:
-    u, v = point_pair(u, v, ("u", "v"), feature="embedding", non_empty=True)
+    u, v = checks.point_pair(u, v, ("u", "v"), feature="embedding", non_empty=True)
     if u.shape[1] == 0:
         raise ValueError(f"`u` and `v` must be non-empty, got shapes {u.shape} and {v.shape}.")
     return u, v
 
 
-def _check_similarity(similarity: str) -> None:
-    if similarity not in _SIMILARITIES:
-        raise ValueError(f"`similarity` must be one of {_SIMILARITIES}, got {similarity!r}.")
+def _check_options(similarity: str, temperature) -> None:
+    checks.static_choice(similarity, "similarity", _SIMILARITIES)
+    checks.scalar(temperature, "temperature", "positive")
 
 
-def _similarity(a: jax.Array, b: jax.Array, temperature, similarity: str) -> jax.Array:
-    d = a.shape[1]
+def _check_loss_args(variant, temperature, variance_lambda, label_smoothing, similarity, n):
+    checks.static_choice(variant, "variant", _VARIANTS)
+    _check_options(similarity, temperature)
+    checks.scalar(variance_lambda, "variance_lambda", "nonnegative")
+    checks.scalar(label_smoothing, "label_smoothing", "finite")
+    if checks.is_concrete(label_smoothing):
+        ls = float(np.asarray(label_smoothing))
+        if not 0.0 <= ls <= 1.0:
+            raise ValueError(f"`label_smoothing` must lie in [0, 1], got {ls!r}.")
+    if variant == "regression_mse_var" and n < 2:
+        raise ValueError(
+            f"`regression_mse_var` needs at least 2 frames in `u` (a variance), got n={n}."
+        )
+
+
+def _bad_loss_args(temperature, variance_lambda, label_smoothing) -> jax.Array:
+    """Traced flag for the NaN policy: a hyperparameter outside its domain."""
+    ls = jnp.asarray(label_smoothing)
+    return (
+        checks.invalid_scalar(temperature, "positive")
+        | checks.invalid_scalar(variance_lambda, "nonnegative")
+        | checks.invalid_scalar(label_smoothing, "finite")
+        | (ls < 0)
+        | (ls > 1)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Similarities, safe at any magnitude.
+# --------------------------------------------------------------------------------------------
+
+
+def _scale(a: jax.Array, b: jax.Array) -> jax.Array:
+    """A power of two ``s`` with ``|a| / s, |b| / s < 1``: exact rescaling, no overflow.
+
+    Squared distances of embeddings of magnitude 1e30 (or 1e-30) overflow (underflow) in
+    float32; computed on ``a / s`` and ``b / s`` they do not, and ``s`` (held constant for the
+    gradient) is put back in a form that saturates instead of producing ``inf * 0``. NaN or inf
+    in the data leave ``s = 1`` and reach the result.
+    """
+    m = jax.lax.stop_gradient(jnp.maximum(jnp.max(jnp.abs(a)), jnp.max(jnp.abs(b))))
+    m = jnp.where(jnp.isfinite(m) & (m > 0), m, jnp.ones_like(m))
+    _, e = jnp.frexp(m)
+    return jnp.ldexp(jnp.ones((), a.dtype), e)
+
+
+def _raw(a: jax.Array, b: jax.Array, similarity: str) -> jax.Array:
     if similarity == "l2":
         diff = a[:, None, :] - b[None, :, :]
-        raw = -jnp.sum(diff * diff, axis=-1)
-    else:
-        raw = a @ b.T
-    return raw / (d * temperature)
+        return -jnp.sum(diff * diff, axis=-1)
+    return a @ b.T
+
+
+def _logits(a: jax.Array, b: jax.Array, temperature, similarity: str):
+    """``(sim(a_i, b_j), sim(a_i, b_j) - max_j sim(a_i, b_j))``; the second never overflows.
+
+    Softmaxes use the shifted form (shift-invariant), so embeddings of huge magnitude give the
+    (near one-hot) distribution they define rather than ``inf - inf = NaN``.
+    """
+    s = _scale(a, b)
+    raw = _raw(a / s, b / s, similarity)
+    factor = s * s / (a.shape[1] * temperature)  # inf when the true logits exceed the range
+    rowmax = jax.lax.stop_gradient(jnp.max(raw, axis=-1, keepdims=True))
+    return _times(factor, raw), _times(factor, raw - rowmax)
+
+
+def _times(factor: jax.Array, x: jax.Array) -> jax.Array:
+    """``factor * x`` with ``inf * 0 = 0`` (double where: finite factors are untouched)."""
+    zero = (x == 0) & jnp.isinf(factor)
+    return jnp.where(zero, 0.0, factor * jnp.where(zero, 1.0, x))
+
+
+def _cycle_back(u, v, temperature, similarity) -> CycleBackOutput:
+    _, shifted = _logits(u, v, temperature, similarity)
+    alpha = jax.nn.softmax(shifted, axis=-1)
+    neighbors = alpha @ v
+    logits, shifted = _logits(neighbors, u, temperature, similarity)
+    return CycleBackOutput(logits, jax.nn.softmax(shifted, axis=-1), alpha, neighbors), shifted
+
+
+def _compute(*arrays):
+    dtype = arrays[0].dtype
+    cdt = checks.compute_dtype(dtype)
+    return dtype, [jnp.asarray(x).astype(cdt) for x in arrays]
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,18 +232,25 @@ def soft_nearest_neighbor(
     *,
     temperature: jax.typing.ArrayLike = 0.1,
     similarity: str = "l2",
-) -> tuple[jax.Array, jax.Array]:
+) -> SoftNearestNeighborOutput:
     """Soft nearest neighbours in ``v`` of the frames of ``u``.
 
     Args:
       u: ``[n, d]`` frame embeddings of the first sequence.
       v: ``[m, d]`` frame embeddings of the second.
-      temperature: positive scalar (traced; differentiable).
+      temperature: positive scalar (traced; differentiable): ``softmax(-||u - v||^2 / (d T))``,
+        larger is softer (see ``docs/conventions.md``, temperature-like parameters).
       similarity: ``"l2"`` or ``"dot"`` (static; see the module docstring).
 
     Returns:
-      ``(neighbors [n, d], alpha [n, m])`` with ``neighbors = alpha @ v`` and rows of ``alpha``
-      summing to 1.
+      :class:`SoftNearestNeighborOutput` ``(neighbors [n, d], alpha [n, m])`` with
+      ``neighbors = alpha @ v`` and rows of ``alpha`` summing to 1.
+
+    Bad input: shapes, ``similarity`` and an array-valued, complex or ``None`` temperature
+    raise ``ValueError`` at trace time (also under ``jit``); a concrete temperature that is not
+    finite and positive raises; under ``jit`` such a temperature makes every output NaN. NaN in
+    ``u`` or ``v`` propagates. float16/bfloat16 are computed in float32. Embeddings of any
+    magnitude (1e30) are fine. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -160,15 +260,17 @@ def soft_nearest_neighbor(
       [[0.0], [1.0]]
     """
     u, v = _pair(u, v)
-    _check_similarity(similarity)
-    check_positive(temperature, "temperature")
+    _check_options(similarity, temperature)
     return _snn(u, v, temperature, similarity)
 
 
 @functools.partial(jax.jit, static_argnums=3)
 def _snn(u, v, temperature, similarity):
-    alpha = jax.nn.softmax(_similarity(u, v, temperature, similarity), axis=-1)
-    return alpha @ v, alpha
+    dtype, (u, v, temperature) = _compute(u, v, temperature)
+    _, shifted = _logits(u, v, temperature, similarity)
+    alpha = jax.nn.softmax(shifted, axis=-1)
+    out = SoftNearestNeighborOutput(alpha @ v, alpha)
+    return _cast(checks.nan_if(checks.invalid_scalar(temperature), out), dtype)
 
 
 def cycle_back(
@@ -183,11 +285,17 @@ def cycle_back(
     Args:
       u: ``[n, d]``.
       v: ``[m, d]``.
-      temperature: positive scalar, used in both directions.
+      temperature: positive scalar, used in both directions (see ``docs/conventions.md``).
       similarity: ``"l2"`` or ``"dot"``.
 
     Returns:
-      :class:`CycleBackOutput` ``(logits [n, n], beta [n, n], alpha [n, m], neighbors [n, d])``.
+      :class:`CycleBackOutput` ``(logits [n, n], beta [n, n], alpha [n, m], neighbors [n, d])``
+      (no field is ever None). For embeddings so large that the similarities exceed the float
+      range, ``logits`` saturate to ``-inf`` while ``beta`` and ``alpha`` stay exact.
+
+    Bad input: as :func:`soft_nearest_neighbor` (ValueError for shapes and malformed
+    hyperparameters even under ``jit``; a traced non-positive temperature gives NaN in every
+    field; NaN in the data propagates). See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -197,19 +305,15 @@ def cycle_back(
       [0, 1, 2, 3]
     """
     u, v = _pair(u, v)
-    _check_similarity(similarity)
-    check_positive(temperature, "temperature")
+    _check_options(similarity, temperature)
     return _cycle_back_jit(u, v, temperature, similarity)
 
 
-def _cycle_back(u, v, temperature, similarity) -> CycleBackOutput:
-    alpha = jax.nn.softmax(_similarity(u, v, temperature, similarity), axis=-1)
-    neighbors = alpha @ v
-    logits = _similarity(neighbors, u, temperature, similarity)
-    return CycleBackOutput(logits, jax.nn.softmax(logits, axis=-1), alpha, neighbors)
-
-
-_cycle_back_jit = jax.jit(_cycle_back, static_argnums=3)
+@functools.partial(jax.jit, static_argnums=3)
+def _cycle_back_jit(u, v, temperature, similarity):
+    dtype, (u, v, temperature) = _compute(u, v, temperature)
+    out, _ = _cycle_back(u, v, temperature, similarity)
+    return _cast(checks.nan_if(checks.invalid_scalar(temperature), out), dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,18 +322,20 @@ _cycle_back_jit = jax.jit(_cycle_back, static_argnums=3)
 
 
 def _safe_log_square(x: jax.Array) -> jax.Array:
-    """``log(x^2)``, ``-inf`` at 0 with a zero (not NaN) derivative there."""
+    """``log(x^2)``, ``-inf`` at 0 with a zero (not NaN) derivative there; NaN stays NaN."""
     sq = x * x
-    pos = sq > 0
-    return jnp.where(pos, jnp.log(jnp.where(pos, sq, 1.0)), -jnp.inf)
+    zero = sq == 0
+    return jnp.where(zero, -jnp.inf, jnp.log(jnp.where(zero, 1.0, sq)))
 
 
-def _loss_from_logits(logits, steps, variant, variance_lambda, label_smoothing) -> jax.Array:
-    n = logits.shape[0]
-    log_beta = jax.nn.log_softmax(logits, axis=-1)
+def _loss_from_logits(shifted, steps, variant, variance_lambda, label_smoothing) -> jax.Array:
+    n = shifted.shape[0]
+    log_beta = jax.nn.log_softmax(shifted, axis=-1)
     if variant == "classification":
-        target = jnp.eye(n, dtype=logits.dtype) * (1.0 - label_smoothing) + label_smoothing / n
-        per_row = -jnp.sum(target * log_beta, axis=-1)
+        target = jnp.eye(n, dtype=shifted.dtype) * (1.0 - label_smoothing) + label_smoothing / n
+        # 0 * -inf (a frame the cycle cannot reach, at extreme scales) contributes 0, not NaN.
+        reached = target > 0
+        per_row = -jnp.sum(target * jnp.where(reached, log_beta, 0.0), axis=-1)
     else:
         beta = jnp.exp(log_beta)
         mu = beta @ steps  # [n]
@@ -243,29 +349,18 @@ def _loss_from_logits(logits, steps, variant, variance_lambda, label_smoothing) 
             log_err2 = _safe_log_square(err)
             exact = jnp.isneginf(log_err2)
             ratio = jnp.where(exact, 0.0, jnp.exp(jnp.where(exact, 0.0, log_err2 - log_var)))
-            per_row = ratio + variance_lambda * log_var
+            # A collapsed variance with a missed return: err^2 / var = +inf dominates every
+            # lambda log var = -inf (they differ by orders of magnitude); the loss is +inf.
+            missed = ratio == jnp.inf
+            per_row = jnp.where(missed, jnp.inf, ratio + variance_lambda * log_var)
+            return jnp.where(jnp.any(missed), jnp.inf, jnp.mean(per_row))
     return jnp.mean(per_row)
-
-
-def _check_loss_args(variant, temperature, variance_lambda, label_smoothing, similarity, n):
-    if variant not in _VARIANTS:
-        raise ValueError(f"`variant` must be one of {_VARIANTS}, got {variant!r}.")
-    _check_similarity(similarity)
-    check_positive(temperature, "temperature")
-    if is_concrete(variance_lambda) and not np.all(np.asarray(variance_lambda) >= 0):
-        raise ValueError(f"`variance_lambda` must be >= 0, got {variance_lambda!r}.")
-    if is_concrete(label_smoothing) and not 0 <= float(np.asarray(label_smoothing)) <= 1:
-        raise ValueError(f"`label_smoothing` must lie in [0, 1], got {label_smoothing!r}.")
-    if variant == "regression_mse_var" and n < 2:
-        raise ValueError(
-            f"`regression_mse_var` needs at least 2 frames in `u` (a variance), got n={n}."
-        )
 
 
 def _steps(steps, n: int, dtype) -> jax.Array:
     if steps is None:
         return jnp.arange(n, dtype=dtype) / n
-    steps = as_float_array(steps, "steps").astype(dtype)
+    steps = checks.as_float_array(steps, "steps").astype(dtype)
     if steps.shape != (n,):
         raise ValueError(
             f"`steps` must have shape [n]={(n,)} (one time per frame of u), got {steps.shape}."
@@ -290,7 +385,8 @@ def tcc_loss(
       u: ``[n, d]`` embeddings of the sequence the cycle starts from.
       v: ``[m, d]`` embeddings of the other sequence (``m`` may differ from ``n``).
       variant: ``"classification"``, ``"regression_mse"`` or ``"regression_mse_var"`` (static).
-      temperature: positive scalar (traced), used in both softmaxes.
+      temperature: positive scalar (traced), used in both softmaxes; its meaning beside the
+        library's other temperature-like parameters is in ``docs/conventions.md``.
       variance_lambda: weight ``lambda >= 0`` of ``log sigma^2`` in ``regression_mse_var``.
       label_smoothing: in ``[0, 1]``, for ``classification`` (Keras convention: the target is
         ``(1 - ls) onehot + ls / n``).
@@ -299,17 +395,20 @@ def tcc_loss(
         ``k / n``. No gradient flows into them.
 
     Returns:
-      A scalar. ``classification`` and ``regression_mse`` are ``>= 0`` and tend to 0 for
-      identical sequences of distinct frames as the temperature goes to 0 (the cycle returns
-      exactly): identical sequences attain the lower bound only in that limit. At a fixed
-      temperature the loss depends on ``v`` only as a *set* of frames (shuffling ``v`` changes
-      nothing) and falls when ``v``'s frames spread apart, so a noisier copy of ``u`` can score
-      lower than ``u`` itself.
+      A scalar in ``u``'s dtype. ``classification`` and ``regression_mse`` are ``>= 0`` and
+      tend to 0 for identical sequences of distinct frames as the temperature goes to 0 (the
+      cycle returns exactly): identical sequences attain the lower bound only in that limit. At
+      a fixed temperature the loss depends on ``v`` only as a *set* of frames (shuffling ``v``
+      changes nothing) and falls when ``v``'s frames spread apart, so a noisier copy of ``u``
+      can score lower than ``u`` itself.
 
-    Raises:
-      ValueError: on mismatched shapes, an unknown variant or similarity, a non-positive
-        temperature, a negative lambda, a smoothing outside ``[0, 1]`` (concrete values), or
-        ``regression_mse_var`` with one frame.
+    Bad input: mismatched shapes, an unknown variant or similarity, ``regression_mse_var`` with
+    one frame, ``steps`` of the wrong shape, and an array-valued, complex or ``None``
+    temperature, lambda or smoothing raise ``ValueError`` (also under ``jit``). Concrete
+    temperature <= 0, lambda < 0, smoothing outside ``[0, 1]`` (or any non-finite one) raise;
+    traced, they make the loss NaN. NaN in ``u``, ``v`` or ``steps`` gives NaN.
+    float16/bfloat16 are computed in float32; embeddings of magnitude 1e30 are fine; the
+    gradient is finite at identical sequences. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -332,8 +431,12 @@ def tcc_loss(
 
 @functools.partial(jax.jit, static_argnums=(6, 7))
 def _pair_loss(u, v, steps, temperature, variance_lambda, label_smoothing, variant, similarity):
-    logits = _cycle_back(u, v, temperature, similarity).logits
-    return _loss_from_logits(logits, steps, variant, variance_lambda, label_smoothing)
+    dtype, (u, v, steps, temperature, lam, ls) = _compute(
+        u, v, steps, temperature, variance_lambda, label_smoothing
+    )
+    _, shifted = _cycle_back(u, v, temperature, similarity)
+    loss = _loss_from_logits(shifted, steps, variant, lam, ls)
+    return checks.nan_if(_bad_loss_args(temperature, lam, ls), loss).astype(dtype)
 
 
 def tcc_batch_loss(
@@ -355,11 +458,15 @@ def tcc_batch_loss(
       embs: ``[b, t, d]`` with ``b >= 2`` sequences of equal length (sample ``t`` frames per
         video, as the published code does).
       variant, temperature, variance_lambda, label_smoothing, similarity: as in
-        :func:`tcc_loss`.
+        :func:`tcc_loss` (temperature: see ``docs/conventions.md``).
       steps: None (``k / t``) or ``[b, t]`` times of each sequence's frames.
 
     Returns:
-      A scalar.
+      A scalar in ``embs``' dtype.
+
+    Bad input: as :func:`tcc_loss` (ValueError for shapes, ``b < 2`` and malformed
+    hyperparameters even under ``jit``; concrete out-of-domain hyperparameters raise, traced
+    ones give NaN; NaN in any sequence gives NaN). See ``docs/conventions.md``.
 
     Examples:
       >>> import jax
@@ -367,7 +474,7 @@ def tcc_batch_loss(
       >>> tcc_batch_loss(embs).shape
       ()
     """
-    embs = as_float_array(embs, "embs")
+    embs = checks.as_float_array(embs, "embs")
     if embs.ndim != 3 or embs.shape[0] < 2 or 0 in embs.shape:
         raise ValueError(
             f"`embs` must be a non-empty 3-D array [b, t, d] with b >= 2 sequences, got shape "
@@ -378,7 +485,7 @@ def tcc_batch_loss(
     if steps is None:
         steps = jnp.broadcast_to(jnp.arange(t, dtype=embs.dtype) / t, (b, t))
     else:
-        steps = as_float_array(steps, "steps").astype(embs.dtype)
+        steps = checks.as_float_array(steps, "steps").astype(embs.dtype)
         if steps.shape != (b, t):
             raise ValueError(f"`steps` must have shape [b, t]={(b, t)}, got {steps.shape}.")
         steps = jax.lax.stop_gradient(steps)
@@ -390,14 +497,18 @@ def tcc_batch_loss(
 
 @functools.partial(jax.jit, static_argnums=(5, 6))
 def _batch_loss(embs, steps, temperature, variance_lambda, label_smoothing, variant, similarity):
+    dtype, (embs, steps, temperature, lam, ls) = _compute(
+        embs, steps, temperature, variance_lambda, label_smoothing
+    )
     b = embs.shape[0]
 
     def pair(i, j):
-        logits = _cycle_back(embs[i], embs[j], temperature, similarity).logits
-        return _loss_from_logits(logits, steps[i], variant, variance_lambda, label_smoothing)
+        _, shifted = _cycle_back(embs[i], embs[j], temperature, similarity)
+        return _loss_from_logits(shifted, steps[i], variant, lam, ls)
 
     ii, jj = np.nonzero(~np.eye(b, dtype=bool))
-    return jnp.mean(jax.vmap(pair)(jnp.asarray(ii), jnp.asarray(jj)))
+    loss = jnp.mean(jax.vmap(pair)(jnp.asarray(ii), jnp.asarray(jj)))
+    return checks.nan_if(_bad_loss_args(temperature, lam, ls), loss).astype(dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -405,9 +516,14 @@ def _batch_loss(embs, steps, temperature, variance_lambda, label_smoothing, vari
 # --------------------------------------------------------------------------------------------
 
 
-def _nearest(a: jax.Array, b: jax.Array) -> jax.Array:
-    diff = a[:, None, :] - b[None, :, :]
-    return jnp.argmin(jnp.sum(diff * diff, axis=-1), axis=-1)
+def _nearest(a: jax.Array, b: jax.Array, s: jax.Array) -> jax.Array:
+    """``argmin_j ||a_i - b_j||`` on data rescaled by ``s`` (no overflow, no underflow)."""
+    return jnp.argmin(-_raw(a / s, b / s, "l2"), axis=-1)
+
+
+def _not_finite(u, v) -> jax.Array:
+    """NaN or inf anywhere: an argmin would silently pick an index; the metric is NaN instead."""
+    return ~(jnp.all(jnp.isfinite(u)) & jnp.all(jnp.isfinite(v)))
 
 
 def cycle_consistency_accuracy(
@@ -427,6 +543,11 @@ def cycle_consistency_accuracy(
     Returns:
       A scalar in ``[0, 1]``, in ``u``'s dtype. It has no useful gradient (zero).
 
+    Bad input: shapes and a ``tolerance`` that is not a non-negative Python int raise
+    ``ValueError`` (also under ``jit``). NaN or inf anywhere in ``u`` or ``v`` gives NaN (a
+    nearest neighbour is undefined), never a plausible fraction. Embeddings of any magnitude
+    (1e30, 1e-30) and float16/bfloat16 are fine. See ``docs/conventions.md``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> u = jnp.arange(5.0)[:, None]
@@ -436,17 +557,19 @@ def cycle_consistency_accuracy(
       0.2
     """
     u, v = _pair(u, v)
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | np.integer) or tolerance < 0:
-        raise ValueError(f"`tolerance` must be a non-negative int, got {tolerance!r}.")
-    return _accuracy(jax.lax.stop_gradient(u), jax.lax.stop_gradient(v), int(tolerance))
+    tolerance = checks.static_int(tolerance, "tolerance", minimum=0)
+    return _accuracy(jax.lax.stop_gradient(u), jax.lax.stop_gradient(v), tolerance)
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _accuracy(u, v, tolerance):
-    j = _nearest(u, v)
-    k = _nearest(v[j], u)
+    dtype, (u, v) = _compute(u, v)
+    s = _scale(u, v)
+    j = _nearest(u, v, s)
+    k = _nearest(v[j], u, s)
     ok = jnp.abs(k - jnp.arange(u.shape[0])) <= tolerance
-    return jnp.mean(ok.astype(u.dtype))
+    acc = jnp.mean(ok.astype(u.dtype))
+    return checks.nan_if(_not_finite(u, v), acc).astype(dtype)
 
 
 def kendalls_tau(u: jax.typing.ArrayLike, v: jax.typing.ArrayLike) -> jax.Array:
@@ -463,9 +586,13 @@ def kendalls_tau(u: jax.typing.ArrayLike, v: jax.typing.ArrayLike) -> jax.Array:
       v: ``[m, d]``.
 
     Returns:
-      A scalar in ``[-1, 1]``; NaN when it is undefined (``n == 1``, or every frame has the same
-      nearest neighbour), as in SciPy. The published code drops those NaNs before averaging
-      over pairs: use ``jnp.nanmean``. O(n^2) memory.
+      A scalar in ``[-1, 1]`` in ``u``'s dtype; NaN when it is undefined (``n == 1``, or every
+      frame has the same nearest neighbour), as in SciPy. The published code drops those NaNs
+      before averaging over pairs: use ``jnp.nanmean``. O(n^2) memory.
+
+    Bad input: shapes raise ``ValueError`` (also under ``jit``). NaN or inf anywhere in ``u``
+    or ``v`` gives NaN (a nearest neighbour is undefined), never a plausible tau. Embeddings of
+    any magnitude (1e30, 1e-30) and float16/bfloat16 are fine. See ``docs/conventions.md``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -479,7 +606,8 @@ def kendalls_tau(u: jax.typing.ArrayLike, v: jax.typing.ArrayLike) -> jax.Array:
 
 @jax.jit
 def _tau(u, v):
-    nn = _nearest(u, v)
+    dtype, (u, v) = _compute(u, v)
+    nn = _nearest(u, v, _scale(u, v))
     n = nn.shape[0]
     upper = jnp.triu(jnp.ones((n, n), dtype=bool), k=1)  # pairs i < j; frame order is strict
     sign = jnp.sign(nn[None, :] - nn[:, None])  # sign(nn_j - nn_i)
@@ -487,6 +615,7 @@ def _tau(u, v):
     n0 = n * (n - 1) / 2
     ties = jnp.sum(upper & (sign == 0)).astype(u.dtype)
     denom = jnp.sqrt(n0 * (n0 - ties))
-    return jnp.where(
+    tau = jnp.where(
         denom > 0, concordant_minus_discordant / jnp.where(denom > 0, denom, 1.0), jnp.nan
     )
+    return checks.nan_if(_not_finite(u, v), tau).astype(dtype)
