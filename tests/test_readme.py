@@ -35,7 +35,7 @@ def test_readme_python_examples_run():
     blocks = _blocks("python")
     namespaces = [_run(code) for code in blocks]
     by_code = list(zip(blocks, namespaces, strict=True))
-    dtw = next(ns for code, ns in by_code if "al.dtw_path" in code)
+    dtw = next(ns for code, ns in by_code if "al.dtw_alignment" in code)
     al = dtw["al"]
     assert al.alignment_to_path(dtw["path"]).tolist() == [
         [0, 0], [1, 0], [2, 1], [3, 1], [4, 2], [4, 3], [5, 4], [5, 5]
