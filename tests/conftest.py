@@ -47,3 +47,10 @@ def pytest_sessionfinish(session, exitstatus):
         table.setdefault(function, {})[outcome] = count
     with open(path, "w") as fh:
         json.dump(table, fh, indent=1, sort_keys=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The bad-input sweeps (tests/test_sweep_*.py) are marked slow: `pytest -m slow` runs them."""
+    for item in items:
+        if item.path.name.startswith("test_sweep_"):
+            item.add_marker(pytest.mark.slow)
