@@ -87,6 +87,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from alignment._src import costs as _costs
 from alignment._src.checks import as_float_array, compute_dtype, is_concrete, point_pair
+from alignment._src.numerics import rank_tolerance
 
 __all__ = [
     "gaussian_w2",
@@ -298,7 +299,7 @@ def _trace_sqrt_and_grad(factor: jax.Array, mat: jax.Array) -> tuple[jax.Array, 
     not_psd = jnp.any(mu < -slack[..., None], axis=-1)
     mu = jnp.maximum(mu, 0.0)
     root = jnp.sqrt(mu)
-    tol = mu.shape[-1] * jnp.finfo(mu.dtype).eps * jnp.max(mu, axis=-1, keepdims=True)
+    tol = rank_tolerance(mu, mu.shape[-1])
     kept = mu > tol
     inv_root = jnp.where(kept, 1.0 / jnp.where(kept, root, 1.0), 0.0)
     b = factor @ vecs
@@ -400,7 +401,7 @@ def _nuclear_norm_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
     u, s, vt = _svd(x)
     # Singular values below NumPy's rank tolerance count as zeros: the minimal-norm subgradient.
-    tol = max(x.shape[-2:]) * jnp.finfo(s.dtype).eps * jnp.max(s, axis=-1, keepdims=True)
+    tol = rank_tolerance(s, max(x.shape[-2:]))
     polar = (u * (s > tol).astype(s.dtype)[..., None, :]) @ vt
     return jnp.sum(s, axis=-1), jnp.sum(polar * dx, axis=(-2, -1))
 
