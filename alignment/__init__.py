@@ -1,13 +1,12 @@
 """alignment: multimodal alignment in JAX.
 
 Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
-pairwise costs and kernels (:mod:`alignment.costs`); dynamic time warping, exact and soft
-(:mod:`alignment.dtw`); exact linear assignment (:mod:`alignment.assignment`); entropic optimal
-transport (:mod:`alignment.ot`); Wasserstein-2 distances between Gaussians
-(:mod:`alignment.gaussian`); CCA and Deep CCA (:mod:`alignment.coordination`); contrastive losses
-(:mod:`alignment.contrastive`); canonical time warping (:mod:`alignment.temporal`); attention as
-alignment (:mod:`alignment.attention`); temporal cycle-consistency (:mod:`alignment.tcc`) and
-CTC forced alignment (:mod:`alignment.ctc`).
+pairwise costs, kernels and pairwise matrices; dynamic time warping, exact and soft; exact linear
+assignment; entropic optimal transport; Wasserstein-2 distances between Gaussians; CCA and Deep
+CCA; contrastive losses and retrieval metrics; canonical time warping; temporal
+cycle-consistency; CTC forced alignment; attention as alignment. Import everything from
+``alignment`` (``import alignment as al``); the implementation modules in ``alignment._src`` are
+private. The documentation site (docs/) has one page per family and the API reference.
 """
 
 from alignment._src.assignment import AssignmentOutput, hungarian, linear_assignment

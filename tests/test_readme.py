@@ -24,18 +24,26 @@ def test_readme_commands_are_exactly_what_ci_runs():
         assert command in ci_lines
 
 
-def _run(code: str) -> dict:
-    namespace: dict = {}
+def _run(code: str, namespace: dict) -> dict:
     exec(compile(code, "README.md", "exec"), namespace)
-    return namespace
+    return dict(namespace)
 
 
-def test_readme_python_examples_run():
-    """Every ```python block runs; the DTW and assignment ones are checked."""
-    blocks = _blocks("python")
-    namespaces = [_run(code) for code in blocks]
-    by_code = list(zip(blocks, namespaces, strict=True))
-    dtw = next(ns for code, ns in by_code if "al.dtw_alignment" in code)
+def test_readme_is_an_entry_point():
+    """At most 200 lines, links into the documentation, no notes about how the work was done."""
+    lines = README.splitlines()
+    assert len(lines) <= 200
+    for page in re.findall(r"\]\(((?:docs|notebooks)/[^)#]*|CHANGELOG.md)\)", README):
+        assert (ROOT / page).exists(), page
+    assert "issue" not in README.lower()
+
+
+def test_readme_tour_runs_and_says_what_it_gives():
+    """The tour's ```python blocks run in order in one namespace, as a reader pastes them."""
+    namespace: dict = {}
+    states = [_run(code, namespace) for code in _blocks("python")]
+    assert len(states) == 4
+    dtw, lap, coordination, temporal = states
     al = dtw["al"]
     assert al.alignment_to_path(dtw["path"]).tolist() == [
         [0, 0], [1, 0], [2, 1], [3, 1], [4, 2], [4, 3], [5, 4], [5, 5]
@@ -43,7 +51,11 @@ def test_readme_python_examples_run():
     assert float(dtw["value"]) == 0.0
     assert np.isfinite(float(dtw["loss"]))
     assert dtw["grad_x"].shape == (50, 1)
-    (lap,) = [ns for code, ns in by_code if "hungarian(" in code]
     assert lap["cols"].tolist() == [2, 1, 0]
     assert float(lap["out"].cost) == 107.0
     assert lap["batch"][1].shape == (2, 3)
+    assert lap["ot"].plan.shape == (64, 48) and bool(lap["ot"].converged)
+    np.testing.assert_allclose(float(lap["w2"]), 3.0, rtol=1e-6)
+    np.testing.assert_allclose(coordination["fit"].correlations, [1.0, 1.0], atol=1e-3)
+    assert float(coordination["clip"]) < 0.1
+    assert temporal["warp"].alignment.shape == (30, 30) and bool(temporal["warp"].converged)

@@ -90,9 +90,9 @@ class AssignmentOutput(NamedTuple):
         every pair, with equality on the assigned pairs, ``sum(u) + sum(v) == cost``, and the
         potentials of the longer side are ``<= 0`` (``0`` where unassigned). When maximising the
         inequalities flip (``u_i + v_j >= C_ij``, longer side ``>= 0``).
-      status: ``[]`` int32: :data:`STATUS_OPTIMAL` (0), :data:`STATUS_INFEASIBLE` (1) or
-        :data:`STATUS_INVALID` (2). When not 0, ``cols`` is all ``-1`` (``rows`` too when
-        ``n > m``), ``cost`` is NaN (with a NaN gradient) and the potentials are NaN.
+      status: ``[]`` int32: 0 (optimal), 1 (infeasible: no finite assignment) or 2 (invalid:
+        NaN or a forbidden sign in the cost). When not 0, ``cols`` is all ``-1`` (``rows`` too
+        when ``n > m``), ``cost`` is NaN (with a NaN gradient) and the potentials are NaN.
     """
 
     rows: jax.Array

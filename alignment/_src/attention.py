@@ -310,7 +310,7 @@ def dot_product_attention(
     scale: jax.typing.ArrayLike | None = None,
     mask: jax.typing.ArrayLike | None = None,
 ) -> AttentionOutput:
-    """Scaled dot-product attention ``e_ij = scale * q_i . k_j`` (one head).
+    """Scaled dot-product attention ``e_ij = scale * <q_i, k_j>`` (one head).
 
     Args:
       queries: ``[n, d]``.

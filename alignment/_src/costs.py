@@ -271,7 +271,7 @@ def _cosine_similarity_core(x, y, eps):
 def cosine_similarity(
     x: jax.typing.ArrayLike, y: jax.typing.ArrayLike, *, eps: jax.typing.ArrayLike = 1e-8
 ) -> jax.Array:
-    """Cosine similarities ``x_i . y_j / (max(|x_i|, eps) max(|y_j|, eps))`` in ``[-1, 1]``.
+    """Cosine similarities ``<x_i, y_j> / (max(|x_i|, eps) max(|y_j|, eps))`` in ``[-1, 1]``.
 
     Each row is normalised before the product (after dividing it by its largest coordinate), so
     vectors up to the largest finite magnitude (``1e30`` in float32) get their true similarity;
@@ -329,7 +329,7 @@ def _linear_kernel_core(x, y):
 
 
 def linear_kernel(x: jax.typing.ArrayLike, y: jax.typing.ArrayLike) -> jax.Array:
-    """Linear kernel ``x_i . y_j``.
+    """Linear kernel ``<x_i, y_j>``.
 
     Bad input: shapes are checked at trace time (``ValueError``, as :func:`squared_euclidean`).
     NaN in a row propagates to that row's entries. See ``docs/conventions.md``.
@@ -367,7 +367,7 @@ def polynomial_kernel(
     gamma: jax.typing.ArrayLike | None = None,
     coef0: jax.typing.ArrayLike = 1.0,
 ) -> jax.Array:
-    """Polynomial kernel ``(gamma x_i . y_j + coef0) ** degree`` (scikit-learn's convention).
+    """Polynomial kernel ``(gamma <x_i, y_j> + coef0) ** degree`` (scikit-learn's convention).
 
     Bad input: shapes are checked at trace time (``ValueError``, as :func:`squared_euclidean`);
     ``degree`` must be a Python int ``>= 1``; a concrete ``gamma`` that is not finite and

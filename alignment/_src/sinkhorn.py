@@ -1063,7 +1063,7 @@ def sinkhorn(
     are checked at trace time (``ValueError`` naming the argument, also under ``jit``/``vmap``).
     Concrete bad values raise: ``epsilon`` or ``tol`` not finite and positive (``tol=nan``
     included), ``tau`` outside ``(0, 1]``, negative, non-finite or all-zero weights, unequal
-    masses in a balanced problem (relative tolerance :func:`checks.mass_rtol` of the dtype).
+    masses in a balanced problem (a relative tolerance set by the dtype).
     Traced bad values give NaN floats, ``n_iters = -1`` and ``converged = False``. NaN in a
     real (positive-weight) cost entry propagates; ``+inf`` entries are forbidden pairs (zero
     mass, finite costs); zero-weight rows / columns are never read (NaN, inf or 1e30 there
@@ -1149,12 +1149,13 @@ def sinkhorn_points(
       b: Weights of shape ``[m]``, non-negative; ``None`` for uniform ``1 / m``.
       epsilon: Positive entropic regularisation (traced, differentiable).
       cost_fn: Pairwise cost ``(x_block [c, d], y [m, d]) -> [c, m]`` (a cost
-        function of :mod:`alignment`, or your own); default squared Euclidean (not halved).
+        function of ``alignment``, or your own); default squared Euclidean (not halved).
       chunk_size: Rows (columns) of the cost computed at once (static). Larger is faster until
         the blocks leave the cache; ``chunk_size * max(n, m)`` floats are live at a time.
-      tau_a, tau_b, relative_epsilon, max_iters, tol, inner_iters, epsilon_init, epsilon_decay,
-        cg_max_iters: As in :func:`sinkhorn` (the scale of ``relative_epsilon`` costs one more
-        pass over the blocks).
+      tau_a, tau_b: As in :func:`sinkhorn`.
+      relative_epsilon: As in :func:`sinkhorn` (its scale costs one more pass over the blocks).
+      max_iters, tol, inner_iters: As in :func:`sinkhorn`.
+      epsilon_init, epsilon_decay, cg_max_iters: As in :func:`sinkhorn`.
 
     Returns:
       A :class:`SinkhornPointsOutput` (``f``, ``g``, ``transport_cost``, ``regularized_cost``,
@@ -1168,7 +1169,7 @@ def sinkhorn_points(
     are checked at trace time (``ValueError`` naming the argument, also under ``jit``/``vmap``).
     Concrete bad values raise: ``epsilon`` or ``tol`` not finite and positive (``tol=nan``
     included), ``tau`` outside ``(0, 1]``, negative, non-finite or all-zero weights, unequal
-    masses in a balanced problem (relative tolerance :func:`checks.mass_rtol` of the dtype).
+    masses in a balanced problem (a relative tolerance set by the dtype).
     Traced bad values give NaN floats, ``n_iters = -1`` and ``converged = False``. NaN in a
     real (positive-weight) cost entry propagates; ``+inf`` entries are forbidden pairs (zero
     mass, finite costs); zero-weight rows / columns are never read (NaN, inf or 1e30 there
