@@ -1216,7 +1216,8 @@ def sinkhorn_divergence(
     ``OT`` is :func:`sinkhorn`'s ``regularized_cost``, ``<P, C> + eps KL(P | a b^T)`` (the
     form for which the divergence is non-negative and zero iff the measures are equal; with the
     entropy form ``<P, C> - eps H(P)`` it would not be). With equal inputs the three terms are
-    computed identically and the result is exactly 0.
+    computed identically and the result is exactly 0 (when ``x`` and ``y`` are the same array;
+    two different traced arrays holding equal values give 0 up to the solver's tolerance).
 
     Numerics: non-negative up to the solver's tolerance (a value of ``-tol``-size can occur
     when the inputs nearly coincide). Differentiable in ``x``, ``y``, ``a``, ``b`` and

@@ -533,7 +533,9 @@ def cycle_consistency_accuracy(
 
     Frame ``i`` is cycle-consistent when ``|k - i| <= tolerance`` for
     ``j = argmin_j ||u_i - v_j||`` and ``k = argmin_k ||v_j - u_k||`` (Euclidean; ties to the
-    lowest index). Identical sequences of distinct frames score 1.
+    lowest index). Identical sequences of distinct frames score 1. The cycle treats ``v`` as a
+    set: shuffling ``v``'s frames leaves the accuracy unchanged (as it leaves :func:`tcc_loss`);
+    :func:`kendalls_tau` is the metric that sees the order.
 
     Args:
       u: ``[n, d]``.

