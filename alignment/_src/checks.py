@@ -74,6 +74,45 @@ def as_float_array(value, name: str, *, ndim: int | None = None, what: str = "")
     return arr
 
 
+def as_int_array(
+    value,
+    name: str,
+    *,
+    ndim: int | None = None,
+    shape: tuple | None = None,
+    what: str = "",
+    note: str = "",
+) -> jax.Array:
+    """``value`` as a JAX array of an integer dtype (bool is not an integer here).
+
+    Raises ``ValueError`` naming ``name`` for ``None``, non-numeric or non-integer input, and for
+    the wrong rank (``ndim``) or the wrong shape (``shape``); ``what`` describes the expected
+    shape (``"[b]"``) and ``note`` adds what the values mean. An empty array of any numeric
+    dtype is accepted (it holds no non-integer value) and becomes int32.
+    """
+    expect = f"an integer array{_expect(ndim, what)}{note}"
+    if value is None:
+        raise ValueError(f"`{name}` must be {expect}, got None.")
+    if getattr(value, "dtype", None) is None:
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"`{name}` must be {expect}, got {value!r}.") from err
+    arr = jnp.asarray(value)
+    integer = jnp.issubdtype(arr.dtype, jnp.integer) and not jnp.issubdtype(arr.dtype, jnp.bool_)
+    if shape is not None and (arr.shape != tuple(shape) or not integer):
+        raise ValueError(f"`{name}` must be {expect}, got shape {arr.shape} and dtype {arr.dtype}.")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(
+            f"`{name}` must be a {ndim}-D array{_expect(None, what)}, got shape {arr.shape}."
+        )
+    if arr.size == 0:
+        return arr.astype(jnp.int32)
+    if not integer:
+        raise ValueError(f"`{name}` must hold integers, got dtype {arr.dtype} (shape {arr.shape}).")
+    return arr
+
+
 def _expect(ndim, what: str) -> str:
     if what:
         return f" of shape {what}"

@@ -164,13 +164,9 @@ def _check_positives(positives, b: int) -> jax.Array:
 def _check_ids(ids, b: int, name: str = "ids") -> jax.Array | None:
     if ids is None:
         return None
-    ids = jnp.asarray(ids)
-    if ids.shape != (b,) or not jnp.issubdtype(ids.dtype, jnp.integer):
-        raise ValueError(
-            f"`{name}` must be an integer array of shape [b] = ({b},) (pairs with equal ids are "
-            f"positives), got shape {ids.shape} and dtype {ids.dtype}."
-        )
-    return ids
+    return checks.as_int_array(
+        ids, name, shape=(b,), what=f"[b] = ({b},)", note=" (pairs with equal ids are positives)"
+    )
 
 
 def _pairs(positives, ids, b: int) -> tuple[jax.Array | None, jax.Array | None]:

@@ -56,24 +56,7 @@ class ForcedAlignmentOutput(NamedTuple):
 
 
 def _as_labels(labels) -> jax.Array:
-    if labels is None:
-        raise ValueError("`labels` must be a 1-D integer array [l], got None.")
-    dtype = getattr(labels, "dtype", None)
-    if dtype is None:
-        try:
-            labels = np.asarray(labels)
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"`labels` must be a 1-D integer array [l], got {labels!r}.") from err
-    labels = jnp.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"`labels` must be a 1-D array [l], got shape {labels.shape}.")
-    if labels.size and (
-        not jnp.issubdtype(labels.dtype, jnp.integer) or jnp.issubdtype(labels.dtype, jnp.bool_)
-    ):
-        raise ValueError(
-            f"`labels` must hold integers, got dtype {labels.dtype} (shape {labels.shape})."
-        )
-    return labels.astype(jnp.int32)
+    return checks.as_int_array(labels, "labels", ndim=1, what="[l]").astype(jnp.int32)
 
 
 def ctc_forced_alignment(

@@ -271,6 +271,34 @@ def _cast(out: CTWOutput, dtype) -> CTWOutput:
 # --------------------------------------------------------------------------------------------
 
 
+class _Validated(NamedTuple):
+    """Validated inputs shared by :func:`ctw` and :func:`soft_ctw`, in the compute dtype."""
+
+    x: jax.Array
+    y: jax.Array
+    k: int
+    max_iters: int
+    window: int | None
+    init: jax.Array | None
+    reg_parts: tuple[jax.Array, jax.Array]
+    rel: jax.Array
+    in_dtype: jnp.dtype
+
+
+def _validate(x, y, k, reg, relative_reg, max_iters, window, init) -> _Validated:
+    x, y, k = _check_sequences(x, y, k)
+    _check_ridges(reg, relative_reg)
+    max_iters = checks.static_int(max_iters, "max_iters", minimum=1)
+    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    init = _check_init(init, x.shape[0], y.shape[0])
+    dtype = checks.compute_dtype(x.dtype)
+    reg_parts, rel = _ridge_args(reg, relative_reg, dtype)
+    init = None if init is None else init.astype(dtype)
+    return _Validated(
+        x.astype(dtype), y.astype(dtype), k, max_iters, window, init, reg_parts, rel, x.dtype
+    )
+
+
 def ctw(
     x: jax.typing.ArrayLike,
     y: jax.typing.ArrayLike,
@@ -338,20 +366,10 @@ def ctw(
       >>> bool(jnp.all(obj[1:] <= obj[:-1] * (1 + 1e-5)))
       True
     """
-    x, y, k = _check_sequences(x, y, k)
-    _check_ridges(reg, relative_reg)
-    max_iters = checks.static_int(max_iters, "max_iters", minimum=1)
-    window = checks.static_int(window, "window", minimum=0, allow_none=True)
-    init = _check_init(init, x.shape[0], y.shape[0])
-    dtype = checks.compute_dtype(x.dtype)
-    reg_parts, rel = _ridge_args(reg, relative_reg, dtype)
-    init = None if init is None else init.astype(dtype)
-    out = _ctw(
-        x.astype(dtype), y.astype(dtype), reg_parts, rel, init,
-        k=k, max_iters=max_iters, window=window,
-    )  # fmt: skip
+    p = _validate(x, y, k, reg, relative_reg, max_iters, window, init)
+    out = _ctw(p.x, p.y, p.reg_parts, p.rel, p.init, k=p.k, max_iters=p.max_iters, window=p.window)
     checks.warn_unconverged(out.converged, "ctw", _HINT)
-    return _cast(out, x.dtype)
+    return _cast(out, p.in_dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "max_iters", "window"))
@@ -454,22 +472,15 @@ def soft_ctw(
       >>> grad.shape, bool(jnp.all(jnp.isfinite(grad)))
       ((20, 2), True)
     """
-    x, y, k = _check_sequences(x, y, k)
+    p = _validate(x, y, k, reg, relative_reg, max_iters, window, init)
     checks.scalar(gamma, "gamma", "positive")
     checks.scalar(tol, "tol", "nonnegative")
-    _check_ridges(reg, relative_reg)
-    max_iters = checks.static_int(max_iters, "max_iters", minimum=1)
-    window = checks.static_int(window, "window", minimum=0, allow_none=True)
-    init = _check_init(init, x.shape[0], y.shape[0])
-    dtype = checks.compute_dtype(x.dtype)
-    reg_parts, rel = _ridge_args(reg, relative_reg, dtype)
-    init = None if init is None else init.astype(dtype)
     out = _soft_ctw(
-        x.astype(dtype), y.astype(dtype), jnp.asarray(gamma, dtype), reg_parts, rel,
-        jnp.asarray(tol, dtype), init, k=k, max_iters=max_iters, window=window,
+        p.x, p.y, jnp.asarray(gamma, p.x.dtype), p.reg_parts, p.rel, jnp.asarray(tol, p.x.dtype),
+        p.init, k=p.k, max_iters=p.max_iters, window=p.window,
     )  # fmt: skip
     checks.warn_unconverged(out.converged, "soft_ctw", _HINT)
-    return _cast(out, x.dtype)
+    return _cast(out, p.in_dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "max_iters", "window"))

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignment._src.checks import as_float_array, compute_dtype, static_choice
+from alignment._src.checks import as_float_array, as_int_array, compute_dtype, static_choice
 
 __all__ = ["RetrievalOutput", "retrieval_metrics"]
 
@@ -179,10 +179,7 @@ def retrieval_metrics(
         raise ValueError(f"`za` and `zb` must be non-empty, got shapes {za.shape} and {zb.shape}.")
     ks = _check_ks(ks, b)
     if ids is not None:
-        ids = jnp.asarray(ids)
-        if ids.shape != (b,) or not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise ValueError(
-                f"`ids` must be an integer array of shape [b] = ({b},) (pairs with equal ids are "
-                f"matches), got shape {ids.shape} and dtype {ids.dtype}."
-            )
+        ids = as_int_array(
+            ids, "ids", shape=(b,), what=f"[b] = ({b},)", note=" (pairs with equal ids are matches)"
+        )
     return _core(za, zb, ids, ks, similarity)
