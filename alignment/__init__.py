@@ -74,6 +74,7 @@ from alignment._src.gaussian import (
     gaussian_w2_scale,
 )
 from alignment._src.pairwise import pairwise
+from alignment._src.sharded import sharded_map, sharded_pairwise
 from alignment._src.retrieval import RetrievalOutput, retrieval_metrics
 from alignment._src.sinkhorn import (
     SinkhornOutput,
@@ -180,6 +181,8 @@ __all__ = [
     "retrieval_metrics",
     "sharded_clip_loss",
     "sharded_infonce_loss",
+    "sharded_map",
+    "sharded_pairwise",
     "sharded_siglip_loss",
     "siglip_loss",
     "sinkhorn",

@@ -64,6 +64,8 @@ EXPECTED = {
     "retrieval_metrics",
     "sharded_clip_loss",
     "sharded_infonce_loss",
+    "sharded_map",
+    "sharded_pairwise",
     "sharded_siglip_loss",
     "siglip_loss",
     "sinkhorn",

@@ -90,6 +90,15 @@ def _core(fn, xdef, ydef, n, m, bx, by, symmetric, checkpoint, xl, yl):
 
 
 def _blocks(fn, xdef, ydef, n, m, bx, by, symmetric, checkpoint, xl, yl):
+    xl, yl, rows, cols = _padded_grid(n, m, bx, by, symmetric, xl, yl)
+    pairs = (jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32))
+    block = _block_fn(fn, xdef, ydef, bx, by, checkpoint)
+    out = jax.lax.map(lambda ij: block(xl, yl, ij[0], ij[1]), pairs)
+    return _assemble(out, n, m, bx, by, symmetric, rows, cols)
+
+
+def _padded_grid(n, m, bx, by, symmetric, xl, yl):
+    """The leaves padded to whole blocks and the (static) block pairs to evaluate."""
     nbx, nby = -(-n // bx), -(-m // by)
     xl = _pad(xl, n, nbx * bx)
     yl = xl if symmetric else _pad(yl, m, nby * by)
@@ -97,7 +106,11 @@ def _blocks(fn, xdef, ydef, n, m, bx, by, symmetric, checkpoint, xl, yl):
         rows, cols = np.triu_indices(nbx)
     else:
         rows, cols = np.divmod(np.arange(nbx * nby), nby)
-    pairs = (jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32))
+    return xl, yl, rows, cols
+
+
+def _block_fn(fn, xdef, ydef, bx, by, checkpoint):
+    """``block(xl, yl, i, j)``: the ``[bx, by]`` values of block pair ``(i, j)``."""
 
     def one(x_item, y_item):
         return fn(jax.tree.unflatten(xdef, x_item), jax.tree.unflatten(ydef, y_item))
@@ -107,10 +120,13 @@ def _blocks(fn, xdef, ydef, n, m, bx, by, symmetric, checkpoint, xl, yl):
         yb = [jax.lax.dynamic_slice_in_dim(leaf, j * by, by) for leaf in yl]
         return jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(xb, yb)
 
-    if checkpoint:
-        block = jax.checkpoint(block)
+    return jax.checkpoint(block) if checkpoint else block
 
-    out = jax.lax.map(lambda ij: block(xl, yl, ij[0], ij[1]), pairs)
+
+def _assemble(out, n, m, bx, by, symmetric, rows, cols):
+    """The ``[n, m, ...]`` matrices from the stacked block values ``[pairs, bx, by, ...]``."""
+    nbx, nby = -(-n // bx), -(-m // by)
+    pairs = (jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32))
 
     def assemble(leaf):
         tail = leaf.shape[3:]
