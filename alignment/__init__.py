@@ -19,6 +19,12 @@ from alignment._src.attention import (
     hard_attention,
     masked_softmax,
 )
+from alignment._src.barycenter import (
+    FreeSupportBarycenterOutput,
+    SinkhornBarycenterOutput,
+    free_support_barycenter,
+    sinkhorn_barycenter,
+)
 from alignment._src.cca import (
     CCAOutput,
     CCATransformOutput,
@@ -73,9 +79,15 @@ from alignment._src.gaussian import (
     gaussian_w2_pairwise,
     gaussian_w2_scale,
 )
+from alignment._src.gromov import (
+    GromovWassersteinOutput,
+    fused_gromov_wasserstein,
+    gromov_wasserstein,
+    gromov_wasserstein_points,
+)
 from alignment._src.pairwise import pairwise
-from alignment._src.sharded import sharded_map, sharded_pairwise
 from alignment._src.retrieval import RetrievalOutput, retrieval_metrics
+from alignment._src.sharded import sharded_map, sharded_pairwise
 from alignment._src.sinkhorn import (
     SinkhornOutput,
     SinkhornPointsOutput,
@@ -83,6 +95,10 @@ from alignment._src.sinkhorn import (
     sinkhorn,
     sinkhorn_divergence,
     sinkhorn_points,
+)
+from alignment._src.sliced import (
+    random_projections,
+    sliced_wasserstein,
 )
 from alignment._src.tcc import (
     CycleBackOutput,
@@ -135,8 +151,11 @@ __all__ = [
     "ConvergenceWarning",
     "CycleBackOutput",
     "ForcedAlignmentOutput",
+    "FreeSupportBarycenterOutput",
+    "GromovWassersteinOutput",
     "HardAttentionOutput",
     "RetrievalOutput",
+    "SinkhornBarycenterOutput",
     "SinkhornOutput",
     "SinkhornPointsOutput",
     "SoftNearestNeighborOutput",
@@ -162,11 +181,15 @@ __all__ = [
     "dtw_alignment",
     "dtw_points",
     "euclidean",
+    "free_support_barycenter",
+    "fused_gromov_wasserstein",
     "gaussian_w2",
     "gaussian_w2_diag",
     "gaussian_w2_diag_pairwise",
     "gaussian_w2_pairwise",
     "gaussian_w2_scale",
+    "gromov_wasserstein",
+    "gromov_wasserstein_points",
     "hard_attention",
     "hungarian",
     "infonce_loss",
@@ -177,6 +200,7 @@ __all__ = [
     "masked_softmax",
     "pairwise",
     "polynomial_kernel",
+    "random_projections",
     "rbf_kernel",
     "retrieval_metrics",
     "sharded_clip_loss",
@@ -186,8 +210,10 @@ __all__ = [
     "sharded_siglip_loss",
     "siglip_loss",
     "sinkhorn",
+    "sinkhorn_barycenter",
     "sinkhorn_divergence",
     "sinkhorn_points",
+    "sliced_wasserstein",
     "soft_ctw",
     "soft_dtw",
     "soft_dtw_alignment",

@@ -1,8 +1,12 @@
 """Exact DTW and soft-DTW on real time series: the Trace data set that ships inside tslearn.
 
-Run:
-    python -m experiments.dtw_demo [--out-dir runs/dtw_demo] [--gamma 0.1] [--window N] \
-        [--pairs 3] [--length L] [--smoke]
+Run (about 20 s of CPU time; results in ``runs/dtw_demo/``):
+
+    python -m experiments.dtw_demo [--smoke | --full] [--run-dir DIR] [--gamma 0.1]
+        [--window N] [--pairs 3] [--length L] [--nn-per-class 4] [--nn-queries 20] [--seed 0]
+
+Every field of :class:`Config` is a flag (``--help`` lists them); ``--smoke`` and ``--full``
+pick the other presets of :func:`get_config`.
 
 What it does (all alignment maths comes from :mod:`alignment`; this file only loads, plots and
 reports):
@@ -18,10 +22,11 @@ reports):
    class, computed with ``jax.vmap`` over the query x reference grid; same-class pairs should be
    closer than different-class pairs, and 1-NN under DTW should beat lock-step Euclidean.
 
-Outputs in ``out_dir``: ``summary.json`` (every number printed) and PNG figures: per pair the two
-series with the DTW matching drawn between them (``pair{k}_matching.png``), the cost matrix with
-the hard paths and the band (``pair{k}_cost_path.png``) and the soft alignment matrices
-(``pair{k}_soft_alignment.png``); plus ``lecture_cost_path.png``.
+Outputs in ``run_dir``: ``results.md`` (the report, also printed), ``results.json`` (every
+number of it, and the config) and PNG figures: per pair the two series with the DTW matching
+drawn between them (``pair{k}_matching.png``), the cost matrix with the hard paths and the band
+(``pair{k}_cost_path.png``) and the soft alignment matrices (``pair{k}_soft_alignment.png``);
+plus ``lecture_cost_path.png``.
 
 The Trace series are z-normalised (per series, over time). Values use the squared Euclidean cost,
 not halved, so ``dtw`` is DTW *squared* (tslearn's ``dtw`` is its square root).
@@ -29,11 +34,11 @@ not halved, so ``dtw`` is DTW *squared* (tslearn's ``dtw`` is its square root).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -45,24 +50,26 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 import alignment as al
+from experiments.framework import parse_config
 
 LECTURE_A = (1.0, 1.0, 3.0, 3.0, 2.0, 4.0)
 LECTURE_B = (1.0, 3.0, 2.0, 2.0, 4.0, 4.0)
 MAX_MATCH_LINES = 90  # matching lines drawn per figure (every k-th path cell beyond that)
+TRACE_LENGTH = 275  # samples per series as shipped
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of the demo; every field can be overridden from the command line."""
+    """Settings of one run of ``python -m experiments.dtw_demo``; every field is a flag."""
 
-    out_dir: str = "runs/dtw_demo"
+    run_dir: str = "runs/dtw_demo"  # where results.md, results.json and the figures go
     gamma: float = 0.1  # soft-DTW smoothing
     window: int | None = None  # Sakoe-Chiba half-width in samples; None: 10% of the length
     pairs: int = 3  # pairs of series to align and plot (even k: same class, odd k: different)
     length: int | None = None  # resample every series to this length; None: as shipped (275)
     nn_per_class: int = 4  # training references per class in the nearest-neighbour check
     nn_queries: int = 20  # test queries in the nearest-neighbour check
-    seed: int = 0
+    seed: int = 0  # picks the pairs, references and queries
 
     @property
     def resolved_window(self) -> int:
@@ -70,12 +77,35 @@ class Config:
 
     @property
     def series_length(self) -> int:
-        return self.length if self.length is not None else 275
+        return self.length if self.length is not None else TRACE_LENGTH
+
+    def validate(self) -> Config:
+        """Raises ``ValueError`` naming the first bad setting; returns ``self``."""
+        if not math.isfinite(self.gamma) or self.gamma <= 0:
+            raise ValueError(f"`gamma` must be finite and > 0, got {self.gamma!r}.")
+        for name, low in (("pairs", 0), ("nn_per_class", 1), ("nn_queries", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
+        if self.length is not None and self.length < 2:
+            raise ValueError(f"`length` must be >= 2 or None, got {self.length!r}.")
+        if self.window is not None and self.window < 0:
+            raise ValueError(f"`window` must be >= 0 or None, got {self.window!r}.")
+        return self
 
 
-def smoke_config(out_dir: str) -> Config:
-    """A shrunken setting that runs in a few seconds (for tests)."""
-    return Config(out_dir=out_dir, pairs=2, length=60, nn_per_class=2, nn_queries=6)
+def get_config(preset: str = "default") -> Config:
+    """The settings of a preset: ``"smoke"`` (seconds, for tests), ``"default"``, ``"full"``."""
+    if preset == "default":
+        return Config()
+    if preset == "smoke":
+        return Config(
+            run_dir="runs/dtw_demo_smoke", pairs=2, length=60, nn_per_class=2, nn_queries=6
+        )
+    if preset == "full":
+        # every test series a query; 21 references per class (the smallest class has 21)
+        return Config(run_dir="runs/dtw_demo_full", pairs=6, nn_per_class=21, nn_queries=100)
+    raise ValueError(f"unknown preset {preset!r}; expected 'smoke', 'default' or 'full'.")
 
 
 # ------------------------------------------------------------------------------------------
@@ -281,30 +311,37 @@ def plot_lecture(path_png: Path, a, b, cost, path) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def lecture_example(out_dir: Path) -> dict:
+def lecture_example(run_dir: Path) -> dict:
     a, b = jnp.asarray(LECTURE_A), jnp.asarray(LECTURE_B)
     cost = al.absolute_difference(a, b)
     value, alignment_matrix = al.dtw_alignment(cost)
     path = al.alignment_to_path(alignment_matrix)
-    plot_lecture(out_dir / "lecture_cost_path.png", LECTURE_A, LECTURE_B, cost, path)
+    plot_lecture(run_dir / "lecture_cost_path.png", LECTURE_A, LECTURE_B, cost, path)
     return {"dtw": float(value), "path": [tuple(int(v) for v in p) for p in path]}
 
 
 def run(config: Config) -> dict:
-    """Runs the demo; writes the figures and ``summary.json`` to ``config.out_dir``."""
+    """Runs the demo; writes the figures, ``results.json`` and ``results.md`` to ``run_dir``."""
+    config.validate()
     start = time.perf_counter()
-    out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    x_train, y_train, x_test, y_test = load_trace(config.length)
+    for name, asked, have in (
+        ("nn_queries", config.nn_queries, len(y_test)),
+        ("nn_per_class", config.nn_per_class, int(np.unique(y_train, return_counts=True)[1].min())),
+    ):
+        if asked > have:
+            raise ValueError(f"`{name}` {asked} exceeds the {have} series available.")
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)
     window = config.resolved_window
-    summary: dict = {"config": dataclasses.asdict(config) | {"resolved_window": window}}
+    record: dict = {"config": dataclasses.asdict(config) | {"resolved_window": window}}
 
-    summary["lecture"] = lecture_example(out_dir)
+    record["lecture"] = lecture_example(run_dir)
     figures = ["lecture_cost_path.png"]
 
-    x_train, y_train, x_test, y_test = load_trace(config.length)
     gamma = jnp.asarray(config.gamma, jnp.float32)
-    summary["pairs"] = []
+    record["pairs"] = []
     for k, (i, j) in enumerate(pick_pairs(y_train, config.pairs, rng)):
         x, y = x_train[i], x_train[j]
         res = jax.device_get(align_pair(jnp.asarray(x), jnp.asarray(y), gamma, window=window))
@@ -313,7 +350,7 @@ def run(config: Config) -> dict:
         same = bool(y_train[i] == y_train[j])
         kind = "same class" if same else "different classes"
         title = f"pair {k}: train[{i}] (class {y_train[i]}) vs train[{j}] (class {y_train[j]})"
-        record = {
+        pair = {
             "index_x": i,
             "index_y": j,
             "class_x": int(y_train[i]),
@@ -323,20 +360,18 @@ def run(config: Config) -> dict:
             "euclidean": float(np.sum((x - y) ** 2)),
         }
         for suffix in ("", "_window"):
-            record["dtw" + suffix] = float(res["dtw" + suffix])
-            record["dtw_path_length" + suffix] = len(path if suffix == "" else path_w)
-            record["soft_dtw" + suffix] = float(res["soft_dtw" + suffix])
+            pair["dtw" + suffix] = float(res["dtw" + suffix])
+            pair["dtw_path_length" + suffix] = len(path if suffix == "" else path_w)
+            pair["soft_dtw" + suffix] = float(res["soft_dtw" + suffix])
             # total mass of the expected alignment = expected number of cells on the path
-            record["soft_expected_path_length" + suffix] = float(
-                res["soft_alignment" + suffix].sum()
-            )
-            record["soft_dtw_divergence" + suffix] = float(res["divergence" + suffix])
-        summary["pairs"].append(record)
+            pair["soft_expected_path_length" + suffix] = float(res["soft_alignment" + suffix].sum())
+            pair["soft_dtw_divergence" + suffix] = float(res["divergence" + suffix])
+        record["pairs"].append(pair)
         names = [f"pair{k}_{part}.png" for part in ("matching", "cost_path", "soft_alignment")]
         figures += names
-        plot_matching(out_dir / names[0], x, y, path, title)
+        plot_matching(run_dir / names[0], x, y, path, title)
         plot_cost_path(
-            out_dir / names[1],
+            run_dir / names[1],
             res["cost"],
             path,
             path_w,
@@ -344,7 +379,7 @@ def run(config: Config) -> dict:
             f"pair {k} ({kind}): squared Euclidean cost",
         )
         plot_soft_alignment(
-            out_dir / names[2],
+            run_dir / names[2],
             res["soft_alignment"],
             res["soft_alignment_window"],
             config.gamma,
@@ -352,76 +387,84 @@ def run(config: Config) -> dict:
             f"pair {k} ({kind})",
         )
 
-    summary["nearest_neighbour"] = nearest_neighbour_check(
+    record["nearest_neighbour"] = nearest_neighbour_check(
         x_train, y_train, x_test, y_test, config, rng
     )
-    summary["figures"] = figures
-    summary["seconds"] = time.perf_counter() - start
-    with open(out_dir / "summary.json", "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary
+    record["figures"] = figures
+    record["seconds"] = time.perf_counter() - start
+    (run_dir / "results.md").write_text(results_markdown(record))
+    (run_dir / "results.json").write_text(json.dumps(record, indent=2))
+    return record
 
 
-def format_report(summary: dict) -> str:
-    cfg = summary["config"]
-    lec = summary["lecture"]
+def results_markdown(record: dict) -> str:
+    """The report of :func:`run`'s record as Markdown (``results.md``)."""
+    cfg = record["config"]
+    lec = record["lecture"]
+    window = cfg["resolved_window"]
     lines = [
-        "Lecture example: a = 1,1,3,3,2,4  b = 1,3,2,2,4,4  (cost |a_i - b_j|)",
-        f"  DTW = {lec['dtw']:g}   path (i, j) = {' '.join(f'({i},{j})' for i, j in lec['path'])}",
+        "# DTW and soft-DTW on tslearn's Trace series",
         "",
-        f"Trace (tslearn bundled copy), length {cfg['length'] or 275}, z-normalised, "
-        f"squared Euclidean cost; gamma = {cfg['gamma']}, window = {cfg['resolved_window']}",
+        "Lecture example: a = 1,1,3,3,2,4 against b = 1,3,2,2,4,4 with the cost |a_i - b_j|: "
+        f"DTW = {lec['dtw']:g}, path (i, j) = {' '.join(f'({i},{j})' for i, j in lec['path'])}.",
+        "",
+        f"Trace (tslearn's bundled copy), length {cfg['length'] or TRACE_LENGTH}, z-normalised "
+        f"per series; squared Euclidean cost (not halved: DTW is DTW squared); soft-DTW gamma = "
+        f"{cfg['gamma']}; Sakoe-Chiba window = {window}. Path lengths in cells; the soft "
+        "path length is the mass of the expected alignment.",
+        "",
+        "| pair | series | classes | lock-step L2² | window | DTW | path | soft-DTW | "
+        "soft path | divergence |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for k, p in enumerate(summary["pairs"]):
-        lines += [
-            f"pair {k}: train[{p['index_x']}] (class {p['class_x']}) vs train[{p['index_y']}] "
-            f"(class {p['class_y']})  [{p['kind']}]",
-            f"  lock-step squared L2 {p['euclidean']:9.3f}",
-        ]
-        for suffix, label in (("", "no window"), ("_window", f"window={cfg['resolved_window']}")):
+    for k, p in enumerate(record["pairs"]):
+        for suffix, label in (("", "none"), ("_window", str(window))):
+            first = suffix == ""
             lines.append(
-                f"  {label:<11} DTW {p['dtw' + suffix]:8.3f} (path {p['dtw_path_length' + suffix]}"
-                f" cells)  soft-DTW {p['soft_dtw' + suffix]:8.3f} (expected path "
-                f"{p['soft_expected_path_length' + suffix]:.1f} cells)  divergence "
-                f"{p['soft_dtw_divergence' + suffix]:7.3f}"
+                f"| {k if first else ''} | "
+                + (f"train[{p['index_x']}] vs train[{p['index_y']}]" if first else "")
+                + " | "
+                + (f"{p['class_x']} vs {p['class_y']} ({p['kind']})" if first else "")
+                + f" | {p['euclidean']:.3f} | {label} | {p['dtw' + suffix]:.3f} | "
+                f"{p['dtw_path_length' + suffix]} | {p['soft_dtw' + suffix]:.3f} | "
+                f"{p['soft_expected_path_length' + suffix]:.1f} | "
+                f"{p['soft_dtw_divergence' + suffix]:.3f} |"
             )
-    nn = summary["nearest_neighbour"]
+    nn = record["nearest_neighbour"]
     lines += [
         "",
-        f"Nearest neighbours: {nn['n_queries']} test queries x {nn['n_references']} training "
-        f"references (jax.vmap over the grid)",
+        f"Nearest neighbours: {nn['n_queries']} test queries against {nn['n_references']} "
+        "training references (`jax.vmap` over the grid).",
+        "",
+        "| distance | mean same-class | mean different-class | same < different | 1-NN accuracy |",
+        "|---|---|---|---|---|",
     ]
     for name in ("dtw", "dtw_window", "euclidean"):
         same, diff = nn[f"mean_{name}_same_class"], nn[f"mean_{name}_different_class"]
         lines.append(
-            f"  {name:<11} mean same-class {same:8.3f}  different-class {diff:8.3f}  "
-            f"[{'ok' if same < diff else 'UNEXPECTED'}]  1-NN accuracy "
-            f"{nn[f'accuracy_1nn_{name}']:.2f}"
+            f"| {name} | {same:.3f} | {diff:.3f} | {'yes' if same < diff else 'NO'} | "
+            f"{nn[f'accuracy_1nn_{name}']:.2f} |"
         )
-    lines += [
-        "",
-        f"{len(summary['figures'])} figures and summary.json written in {summary['seconds']:.1f} s",
-    ]
+    lines += ["", f"{len(record['figures'])} figures, written in {record['seconds']:.1f} s.", ""]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out-dir", default=Config.out_dir)
-    parser.add_argument("--gamma", type=float, help=f"default {Config.gamma}")
-    parser.add_argument("--window", type=int, help="default: 10%% of the series length")
-    parser.add_argument("--pairs", type=int, help=f"default {Config.pairs}")
-    parser.add_argument("--length", type=int, help="resample the series; default: as shipped")
-    parser.add_argument("--smoke", action="store_true", help="tiny settings, for a quick check")
-    args = parser.parse_args(argv)
-    config = smoke_config(args.out_dir) if args.smoke else Config(out_dir=args.out_dir)
-    overrides = {
-        k: v for k in ("gamma", "window", "pairs", "length") if (v := getattr(args, k)) is not None
-    }
-    config = dataclasses.replace(config, **overrides)
-    summary = run(config)
-    print(format_report(summary))
-    print(f"output: {Path(config.out_dir).resolve()}")
+def main(argv: list[str] | None = None) -> dict:
+    """``python -m experiments.dtw_demo [--smoke | --full] [--run-dir DIR] [--field value]``."""
+    config = parse_config(
+        get_config,
+        argv,
+        description=(__doc__ or "").split("\n\n")[0],
+        prog="python -m experiments.dtw_demo",
+    )
+    try:
+        record = run(config)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+    run_dir = Path(config.run_dir)
+    print((run_dir / "results.md").read_text())
+    print(f"results in {(run_dir / 'results.json').resolve()}")
+    return record
 
 
 if __name__ == "__main__":

@@ -113,10 +113,11 @@ def test_smoke_run_end_to_end(tmp_path):
 
 def test_a_run_dir_of_other_settings_is_not_resumed(tmp_path):
     from experiments.dcca.config import get_config
-    from experiments.dcca.run import _check_signature
+    from experiments.dcca.run import _signature
+    from experiments.framework import check_signature
 
     config = get_config("smoke")
-    _check_signature(tmp_path, "dcca", 0, config)
-    _check_signature(tmp_path, "dcca", 0, dataclasses.replace(config, steps=99))  # may grow
+    check_signature(tmp_path, _signature("dcca", 0, config))
+    check_signature(tmp_path, _signature("dcca", 0, dataclasses.replace(config, steps=99)))
     with pytest.raises(ValueError, match="other settings"):
-        _check_signature(tmp_path, "dcca", 0, dataclasses.replace(config, reg=0.5))
+        check_signature(tmp_path, _signature("dcca", 0, dataclasses.replace(config, reg=0.5)))

@@ -115,6 +115,23 @@ def test_w2_term_is_gaussian_w2_diag_of_the_encoder_outputs(rng, kind, jit):
     assert np.isfinite(float(mean_loss))
 
 
+def test_loss_fn_for_the_framework_is_batch_loss_on_the_split_model(rng):
+    model = _model("wvae")
+    graphdef, params = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(params)
+    x, y = _batch(rng)
+    key = jax.random.key(1)
+    loss_fn = jax.jit(m.make_loss_fn(graphdef, w2_weight=3.0, label_weight=2.0))
+    loss, aux = loss_fn(params, {"x": x, "y": y}, key)
+    expected, metrics = m.batch_loss(model, x, y, key, w2_weight=3.0, label_weight=2.0)
+    np.testing.assert_allclose(loss, expected, rtol=RTOL)
+    assert set(aux) == {"rec_image", "rec_label", "kl", "w2"}  # "loss" is the framework's
+    for name, value in aux.items():
+        np.testing.assert_allclose(value, metrics[name], rtol=RTOL)
+    grads = jax.grad(lambda p: loss_fn(p, {"x": x, "y": y}, key)[0])(params)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
 def test_factorized_loss_has_no_coupling(rng):
     model = _model("factorized")
     x, y = _batch(rng)

@@ -16,7 +16,7 @@ from experiments.dcca import data as data_lib
 from experiments.dcca import evaluate as ev
 from experiments.dcca import models, plots
 from experiments.dcca.config import Config
-from experiments.framework import make_mesh, train
+from experiments.framework import check_signature, make_mesh, train
 
 SPLITS = data_lib.SPLITS
 
@@ -50,27 +50,15 @@ TRAINING_FIELDS = (
 )
 
 
-def _check_signature(run_dir: Path, method: str, seed: int, config: Config) -> None:
-    """Writes ``run_dir/signature.json``, or raises ``ValueError`` if an older one differs."""
-    sig = {"method": method, "seed": seed}
-    sig |= json.loads(json.dumps({f: getattr(config, f) for f in TRAINING_FIELDS}))
-    path = run_dir / "signature.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != sig:
-            diff = {k: (old.get(k), v) for k, v in sig.items() if old.get(k) != v}
-            raise ValueError(
-                f"{run_dir} holds a run with other settings {diff} (old, new); pass another "
-                "--run-dir or delete it."
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(sig, indent=1))
+def _signature(method: str, seed: int, config: Config) -> dict:
+    """The settings that change a run's result (checked before resuming its directory)."""
+    return {"method": method, "seed": seed} | {f: getattr(config, f) for f in TRAINING_FIELDS}
 
 
 def _train_one(method: str, seed: int, config: Config, data, mesh) -> dict:
     """Trains one deep method with one seed; returns its metrics, history and projections."""
     run_dir = Path(config.run_dir) / method / f"seed{seed}"
-    _check_signature(run_dir, method, seed, config)
+    check_signature(run_dir, _signature(method, seed, config))
     views = {s: (getattr(data, s).x1, getattr(data, s).x2) for s in SPLITS}
     labels = {s: getattr(data, s).y for s in SPLITS}
     d1, d2 = views["train"][0].shape[1], views["train"][1].shape[1]

@@ -11,6 +11,8 @@ framework does the rest:
   need the whole batch, such as ``alignment.sharded_clip_loss``); a ``tqdm`` progress bar;
   metrics to ``metrics.jsonl`` and TensorBoard; orbax checkpoints and exact resume; a
   non-finite loss stops the run (:class:`NonFiniteLossError`).
+* :func:`check_signature`: records the settings of a run directory and refuses to resume it
+  under other settings.
 
 Example (shapes: ``x [B, d]``, ``y [B]``, ``w [d]``)::
 
@@ -64,6 +66,7 @@ files and the progress bar are written by process 0 alone.
 
 from experiments.framework.config import PRESETS, parse_config
 from experiments.framework.mesh import DATA_AXIS, make_mesh
+from experiments.framework.signature import check_signature
 from experiments.framework.train import NonFiniteLossError, TrainResult, train
 from experiments.framework.writers import (
     JsonlWriter,
@@ -80,6 +83,7 @@ __all__ = [
     "NonFiniteLossError",
     "TensorBoardWriter",
     "TrainResult",
+    "check_signature",
     "make_mesh",
     "parse_config",
     "read_metrics",

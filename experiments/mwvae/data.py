@@ -16,8 +16,10 @@ likelihood). The bundled sets are split into fixed, class-stratified train/test 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -76,6 +78,36 @@ def stratified_split(
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def epoch_order(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
+    """The batches of epoch ``epoch``: ``[n // batch_size, batch_size]`` indices (rest dropped)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    steps = n // batch_size
+    return perm[: steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+def make_batch_fn(
+    x: np.ndarray, y: np.ndarray, *, seed: int, batch_size: int
+) -> Callable[[int], dict[str, np.ndarray]]:
+    """``batch_fn(step) -> {"x": [b, p], "y": [b]}`` for :func:`experiments.framework.train`.
+
+    Step ``s`` is batch ``s % m`` of epoch ``s // m`` (``m = n // batch_size`` steps an epoch),
+    in the order :func:`epoch_order` draws from ``default_rng([seed, epoch])``: deterministic in
+    the step, so a resumed run sees the batches of an uninterrupted one.
+    """
+    n = x.shape[0]
+    steps_per_epoch = n // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"`batch_size` {batch_size} exceeds the {n} training examples.")
+    order = functools.lru_cache(maxsize=2)(lambda epoch: epoch_order(seed, epoch, n, batch_size))
+
+    def batch_fn(step: int) -> dict[str, np.ndarray]:
+        epoch, i = divmod(int(step), steps_per_epoch)
+        idx = order(epoch)[i]
+        return {"x": x[idx], "y": y[idx]}
+
+    return batch_fn
 
 
 def _finish(x, y, x_test, y_test, image_shape, name) -> Dataset:

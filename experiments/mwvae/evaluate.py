@@ -23,6 +23,9 @@ Per model (all on the test set, per example, then averaged):
 
 from __future__ import annotations
 
+import os
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,9 +33,10 @@ import optax
 from flax import nnx
 from jax import lax
 
+from experiments import framework
 from experiments.mwvae import models as m
-from experiments.mwvae.data import N_CLASSES, Dataset
-from experiments.mwvae.train import TrainResult, compiler_options, epoch_order
+from experiments.mwvae.config import compiler_options
+from experiments.mwvae.data import N_CLASSES, Dataset, make_batch_fn
 
 ACTIVE_KL = 0.01  # nats; a coordinate with less mean KL counts as collapsed
 CHUNK = 250  # test examples per evaluation call (bounds memory at K importance samples)
@@ -51,45 +55,44 @@ class Classifier(nnx.Module):
         return self.net(x)
 
 
-_CLASSIFIER_OPTIMIZER = optax.adam(1e-3)
-
-
-def _classifier_step(graphdef, params, opt_state, x_all, y_all, idx):
-    def loss_fn(p):
-        logits = nnx.merge(graphdef, p)(x_all[idx])
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y_all[idx]).mean()
-
-    grads = jax.grad(loss_fn)(params)
-    updates, opt_state = _CLASSIFIER_OPTIMIZER.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
-_CLASSIFIER_STEP = {
-    fast: jax.jit(
-        _classifier_step,
-        static_argnums=0,
-        donate_argnums=(1, 2),
-        compiler_options=compiler_options(fast),
-    )
-    for fast in (False, True)
-}
-
-
 def train_classifier(
-    data: Dataset, *, epochs: int, seed: int, hidden: int = 256, fast_compile: bool = False
+    data: Dataset,
+    *,
+    epochs: int,
+    seed: int,
+    run_dir: str | os.PathLike,
+    hidden: int = 256,
+    fast_compile: bool = False,
+    progress: bool = False,
 ):
-    """An MLP classifier of the real training images (Adam, batch 128); ``(model, test acc)``."""
+    """An MLP classifier of the real training images; ``(model, test accuracy)``.
+
+    Adam (learning rate 1e-3) on batches of 128, trained by :func:`experiments.framework.train`
+    in ``run_dir`` (checkpoints and metrics; a rerun restores it).
+    """
     model = Classifier(data.x_train.shape[1], hidden, rngs=nnx.Rngs(seed + 1))
     graphdef, params = nnx.split(model, nnx.Param)
-    params = nnx.to_pure_dict(params)
-    opt_state = _CLASSIFIER_OPTIMIZER.init(params)
-    x_all, y_all = jax.device_put(data.x_train), jax.device_put(data.y_train)
     batch = min(128, data.x_train.shape[0])
-    step = _CLASSIFIER_STEP[fast_compile]
-    for epoch in range(epochs):
-        for idx in epoch_order(seed + 1, epoch, data.x_train.shape[0], batch):
-            params, opt_state = step(graphdef, params, opt_state, x_all, y_all, idx)
-    model = nnx.merge(graphdef, params)
+
+    def loss_fn(params, batch, rng):
+        del rng
+        logits = nnx.merge(graphdef, params)(batch["x"])
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean(), {}
+
+    result = framework.train(
+        params=nnx.to_pure_dict(params),
+        optimizer=optax.adam(1e-3),
+        loss_fn=loss_fn,
+        batch_fn=make_batch_fn(data.x_train, data.y_train, seed=seed + 1, batch_size=batch),
+        num_steps=epochs * (data.x_train.shape[0] // batch),
+        seed=seed + 1,
+        run_dir=run_dir,
+        log_every=100,
+        desc="classifier",
+        progress=progress,
+        compiler_options=compiler_options(fast_compile),
+    )
+    model = nnx.merge(graphdef, jax.device_get(result.params))
     accuracy = float(np.mean(predict(model, data.x_test) == data.y_test))
     return model, accuracy
 
@@ -101,6 +104,17 @@ def _classify(model: Classifier, x: jax.Array) -> jax.Array:
 
 def predict(model: Classifier, x: np.ndarray) -> np.ndarray:
     return np.asarray(_classify(model, jnp.asarray(x)))
+
+
+class TrainedModel(NamedTuple):
+    """A trained model to evaluate: ``kind``, ``graphdef`` and ``params`` (a pure dict), its
+    training time in seconds and its number of steps."""
+
+    kind: str
+    graphdef: Any
+    params: Any
+    seconds: float
+    steps: int
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,7 +192,7 @@ _CHUNK_METRICS = {
 
 
 def evaluate_model(
-    result: TrainResult,
+    result: TrainedModel,
     data: Dataset,
     classifier: Classifier,
     *,

@@ -409,3 +409,24 @@ def batch_loss(model, x, y, key, *, w2_weight, label_weight):
     )
     losses, metrics = jax.vmap(fn)(x, y, eps)
     return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)
+
+
+def make_loss_fn(graphdef, *, w2_weight: float, label_weight: float) -> Callable:
+    """``loss_fn(params, batch, rng) -> (loss, metrics)`` for :func:`experiments.framework.train`.
+
+    ``params`` is the pure dict of ``nnx.split(model, nnx.Param)``, merged with ``graphdef``
+    inside the step; ``batch`` is ``{"x": [b, p], "y": [b]}``; ``rng`` the step's key (the
+    noise of the reparameterised samples). ``metrics`` are the batch means of
+    :func:`example_loss`'s terms (``rec_image``, ``rec_label``, ``kl``, ``w2``).
+    """
+    hyper = {
+        "w2_weight": jnp.asarray(w2_weight, jnp.float32),
+        "label_weight": jnp.asarray(label_weight, jnp.float32),
+    }
+
+    def loss_fn(params, batch, rng):
+        model = nnx.merge(graphdef, params)
+        loss, metrics = batch_loss(model, batch["x"], batch["y"], rng, **hyper)
+        return loss, {k: v for k, v in metrics.items() if k != "loss"}
+
+    return loss_fn

@@ -8,10 +8,13 @@ import time
 from pathlib import Path
 
 import jax
+import optax
+from flax import nnx
 
-from experiments.mwvae import evaluate, plots, train
-from experiments.mwvae.config import MODEL_DESCRIPTIONS, Config
-from experiments.mwvae.data import Dataset, load_dataset
+from experiments import framework
+from experiments.mwvae import evaluate, models, plots
+from experiments.mwvae.config import MODEL_DESCRIPTIONS, Config, compiler_options
+from experiments.mwvae.data import Dataset, load_dataset, make_batch_fn
 
 # Markdown table columns: (key, header, format); "\|" is a literal bar inside a table cell.
 COLUMNS = (
@@ -30,13 +33,65 @@ COLUMNS = (
 def prepare(config: Config) -> Dataset:
     """Validates ``config`` and loads its data: every input error surfaces before training."""
     config.validate()
-    data = load_dataset(config.data, data_dir=config.data_dir, seed=config.seed)
+    data = load_dataset(config.source, data_dir=config.data_dir, seed=config.seed)
     if data.x_train.shape[0] < config.batch_size:
         raise ValueError(
             f"`batch_size` {config.batch_size} exceeds the {data.x_train.shape[0]} training "
             f"examples of {data.name}."
         )
     return data
+
+
+def train_one(kind: str, config: Config, data: Dataset) -> tuple[evaluate.TrainedModel, list]:
+    """Trains (or resumes, or restores) model ``kind`` in ``<run_dir>/<kind>/``.
+
+    Returns the trained model and its metric records (``metrics.jsonl``).
+    """
+    model_dir = Path(config.run_dir) / kind
+    if (model_dir / "train_config.json").exists() and not config.overwrite:
+        raise ValueError(
+            f"{model_dir} holds a run of the earlier trainer, whose checkpoints this one cannot "
+            "read; delete it, or pass --overwrite."
+        )
+    signature = config.training_signature(kind)
+    framework.check_signature(model_dir, signature, overwrite=config.overwrite)
+    model = models.MultimodalVAE(
+        kind,
+        pixels=data.x_train.shape[1],
+        latent=config.latent_size,
+        shared=config.shared,
+        hidden=config.hidden,
+        label_hidden=config.label_hidden,
+        rngs=nnx.Rngs(config.seed),
+    )
+    graphdef, params = nnx.split(model, nnx.Param)
+    steps_per_epoch = data.x_train.shape[0] // config.batch_size
+    t0 = time.perf_counter()
+    result = framework.train(
+        params=nnx.to_pure_dict(params),
+        optimizer=optax.adam(config.learning_rate),
+        loss_fn=models.make_loss_fn(
+            graphdef, w2_weight=config.w2_weight, label_weight=config.label_weight
+        ),
+        batch_fn=make_batch_fn(
+            data.x_train, data.y_train, seed=config.seed, batch_size=config.batch_size
+        ),
+        num_steps=config.epochs * steps_per_epoch,
+        seed=config.seed,
+        run_dir=model_dir,
+        log_every=config.log_every_steps,
+        checkpoint_every=config.checkpoint_every_epochs * steps_per_epoch,
+        desc=kind,
+        progress=config.progress,
+        compiler_options=compiler_options(config.fast_compile),
+    )
+    seconds = time.perf_counter() - t0
+    if result.steps_per_second == 0.0 and result.history:  # restored a finished run
+        seconds = float(result.history[-1].get("seconds", seconds))
+    trained = evaluate.TrainedModel(
+        kind, graphdef, jax.device_get(result.params), seconds, config.epochs * steps_per_epoch
+    )
+    return trained, result.history
 
 
 def results_markdown(results: list[dict], classifier_accuracy: float, config: Config, data) -> str:
@@ -66,11 +121,12 @@ def results_markdown(results: list[dict], classifier_accuracy: float, config: Co
     return "\n".join(lines) + "\n"
 
 
-def train_and_evaluate(config: Config, *, overwrite: bool = False, progress_stream=None) -> dict:
+def train_and_evaluate(config: Config) -> dict:
     """Runs the experiment in ``config.run_dir``; returns the results (also in results.json).
 
     Writes ``results.md``, ``results.json``, ``figures/*.png`` and one sub-directory per model
-    (checkpoints, metrics). A run directory that already holds checkpoints resumes from them.
+    (checkpoints, metrics), and ``classifier/`` for the judge. A run directory that already
+    holds checkpoints resumes from them.
     """
     t0 = time.perf_counter()
     data = prepare(config)
@@ -78,17 +134,27 @@ def train_and_evaluate(config: Config, *, overwrite: bool = False, progress_stre
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
-    trained = [
-        train.train_model(kind, config, data, overwrite=overwrite, progress_stream=progress_stream)
-        for kind in config.models
-    ]
+    trained, histories = [], {}
+    for kind in config.models:
+        model, histories[kind] = train_one(kind, config, data)
+        trained.append(model)
+    judge_dir = run_dir / "classifier"
+    signature = {"model": "classifier", "data": config.source, "data_dir": config.data_dir}
+    framework.check_signature(
+        judge_dir, signature | {"seed": config.seed}, overwrite=config.overwrite
+    )
     classifier, classifier_accuracy = evaluate.train_classifier(
-        data, epochs=config.classifier_epochs, seed=config.seed, fast_compile=config.fast_compile
+        data,
+        epochs=config.classifier_epochs,
+        seed=config.seed,
+        run_dir=judge_dir,
+        fast_compile=config.fast_compile,
+        progress=config.progress,
     )
     indices = evaluate.figure_examples(
         data.y_test, rows=config.figure_rows, columns=config.figure_columns
     )
-    results, per_model, histories = [], {}, {}
+    results, per_model = [], {}
     for result in trained:
         metrics, per_model[result.kind] = evaluate.evaluate_model(
             result,
@@ -100,7 +166,6 @@ def train_and_evaluate(config: Config, *, overwrite: bool = False, progress_stre
             fast_compile=config.fast_compile,
         )
         results.append(metrics)
-        histories[result.kind] = train.read_metrics(result.model_dir)
 
     shape, rows, cols = data.image_shape, config.figure_rows, config.figure_columns
     figures = []
@@ -118,7 +183,7 @@ def train_and_evaluate(config: Config, *, overwrite: bool = False, progress_stre
     figures += ["reconstructions_all.png", "kl_per_dim.png", "training_curves.png"]
 
     summary = {
-        "config": train.config_dict(config),
+        "config": config.as_dict(),
         "data": {
             "name": data.name,
             "n_train": int(data.x_train.shape[0]),
