@@ -100,6 +100,11 @@ from alignment._src.sliced import (
     random_projections,
     sliced_wasserstein,
 )
+from alignment._src.subsequence import (
+    SubsequenceDTWOutput,
+    soft_subsequence_dtw,
+    subsequence_dtw,
+)
 from alignment._src.tcc import (
     CycleBackOutput,
     SoftNearestNeighborOutput,
@@ -159,6 +164,7 @@ __all__ = [
     "SinkhornOutput",
     "SinkhornPointsOutput",
     "SoftNearestNeighborOutput",
+    "SubsequenceDTWOutput",
     "absolute_difference",
     "additive_attention",
     "alignment_to_path",
@@ -220,7 +226,9 @@ __all__ = [
     "soft_dtw_divergence",
     "soft_dtw_points",
     "soft_nearest_neighbor",
+    "soft_subsequence_dtw",
     "squared_euclidean",
+    "subsequence_dtw",
     "tcc_batch_loss",
     "tcc_loss",
     "vse_loss",

@@ -21,12 +21,29 @@ Conventions, shared by every function here:
   shorter sequence's axis, is at most ``window``. For ``t == s`` this is ``|i - j| <= window``.
   Every ``window >= 1`` admits a path; ``window = 0`` admits one only when ``t == s`` (the
   diagonal) or one sequence has length 1, and otherwise raises ``ValueError``.
+* ``itakura_max_slope = S`` is the Itakura parallelogram (tslearn's
+  ``global_constraint="itakura"``), the other band; pass at most one of the two. Column ``j``
+  admits the rows ``i`` with
+
+      ``max(j t / (S s), (t - 1) - S t (s - 1 - j) / s) - 1/200 <= i``
+      ``i <= min(S t j / s, (t - 1) - t (s - 1 - j) / (S s)) + 1/200``,
+
+  the parallelogram through ``(0, 0)`` and ``(t - 1, s - 1)`` whose sides have slopes
+  ``S t / s`` and ``t / (S s)``. The ``1/200`` is tslearn's rounding of the bounds to two
+  decimals: the cells are those of ``tslearn.metrics.itakura_mask(t, s, S)`` (except where a
+  bound falls exactly half-way between two hundredths, where tslearn's float rounding decides).
+  ``S`` is a static Python float ``>= 1``, used as the nearest fraction ``p / q`` with
+  ``q <= 100`` (``2``, ``1.5``, ``4 / 3`` exactly), and the band is computed in exact integer
+  arithmetic (int32, or int64 under ``jax_enable_x64`` for costs with
+  ``max(t s, 200 s) max(p, q) >= 2**31``, which otherwise raise ``ValueError``). It admits a
+  path only if ``S`` is at least about ``max(t / s, s / t)``; otherwise ``ValueError``.
 * ``lengths = (t_valid, s_valid)`` declares that only ``cost[:t_valid, :s_valid]`` is real and the
   rest is padding: the value, gradient and alignment are exactly those of the unpadded problem and
-  the gradient on padding is zero. With ``window``, the band follows the diagonal of the valid
-  rectangle. Use it with ``jax.vmap`` over padded batches. The ``*_points`` forms and the
-  divergence zero the padded rows of ``x`` and ``y`` before calling ``cost_fn``, so whatever the
-  padding holds (NaN, inf, 1e30) changes neither values nor gradients.
+  the gradient on padding is zero. With ``window`` or ``itakura_max_slope``, the band is that
+  of the valid rectangle (``t, s`` above are the valid lengths). Use it with ``jax.vmap`` over
+  padded batches. The ``*_points`` forms and the divergence zero the padded rows of ``x`` and
+  ``y`` before calling ``cost_fn``, so whatever the padding holds (NaN, inf, 1e30) changes
+  neither values nor gradients.
 * ``gamma`` is the soft-min temperature of ``docs/conventions.md``:
   ``softmin_gamma(a) = -gamma log sum exp(-a / gamma)``; larger is smoother.
 
@@ -44,19 +61,22 @@ about ``1e-4`` of float64 at ``t = s = 4096`` (autodiff through an absolute tabl
 The derivative in ``gamma`` is computed only when ``gamma`` is differentiated. float16 and
 bfloat16 costs are computed in float32 and the result is cast back.
 
-Bad input (``docs/conventions.md``): shapes, ``window`` (a static int) and the form of
-``lengths`` are checked at trace time and raise ``ValueError``, also under ``jit``; concrete
-``gamma <= 0`` / non-finite and concrete ``lengths`` outside ``[1, t] x [1, s]`` raise; traced
-ones give NaN outputs (every floating output, alignments included). Costs must otherwise be
-finite (``+inf`` marks a forbidden cell; ``-inf`` is not supported). A NaN in the admitted part
-of ``cost`` propagates to the value. Padding (beyond ``lengths``) is never read. When no
-admitted path exists under ``jit`` (a traced ``lengths`` with ``window = 0`` and unequal
-lengths), the value is ``+inf`` with a zero gradient.
+Bad input (``docs/conventions.md``): shapes, ``window`` (a static int), ``itakura_max_slope``
+(a static float) and the form of ``lengths`` are checked at trace time and raise
+``ValueError``, also under ``jit``; concrete ``gamma <= 0`` / non-finite and concrete
+``lengths`` outside ``[1, t] x [1, s]`` raise; traced ones give NaN outputs (every floating
+output, alignments included). Costs must otherwise be finite (``+inf`` marks a forbidden cell;
+``-inf`` is not supported). A NaN in the admitted part of ``cost`` propagates to the value.
+Padding (beyond ``lengths``) is never read. When no admitted path exists under ``jit`` (a
+traced ``lengths`` with ``window = 0`` and unequal lengths, or with an Itakura band too narrow
+for them), the value is ``+inf`` with a zero gradient.
 """
 
 from __future__ import annotations
 
+import fractions
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -95,24 +115,120 @@ def _check_window_zero(window, tl, sl) -> None:
             )
 
 
+_ITAKURA_MAX_DENOMINATOR = 100  # the slope is used as the nearest fraction p / q with q <= 100
+_INT32_MAX = 2**31 - 1
+
+
+def _itakura_fraction(value) -> tuple[int, int]:
+    """``itakura_max_slope`` (a static real number ``>= 1``) as the fraction ``(p, q)`` used."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ValueError(
+            "`itakura_max_slope` must be None or a Python float >= 1 (static), got "
+            f"{value!r} of type {type(value).__name__}."
+        )
+    v = float(value)
+    if not math.isfinite(v) or v < 1.0:
+        raise ValueError(
+            f"`itakura_max_slope` must be a finite number >= 1 (the steepest local slope of a "
+            f"path; 1 admits only the diagonal), got {v!r}."
+        )
+    f = fractions.Fraction(v).limit_denominator(_ITAKURA_MAX_DENOMINATOR)
+    return f.numerator, f.denominator
+
+
+def _band_spec(window, itakura_max_slope):
+    """The static band: ``None``, ``("window", r)`` or ``("itakura", p, q)``."""
+    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    if itakura_max_slope is None:
+        return None if window is None else ("window", window)
+    if window is not None:
+        raise ValueError(
+            "`window` (a Sakoe-Chiba band) and `itakura_max_slope` (an Itakura parallelogram) "
+            f"are two different bands: pass at most one, got window={window!r} and "
+            f"itakura_max_slope={itakura_max_slope!r}."
+        )
+    return ("itakura", *_itakura_fraction(itakura_max_slope))
+
+
+def _itakura_int_dtype(shape, p: int, q: int):
+    """The integer dtype in which the Itakura bounds of a ``shape`` cost are exact."""
+    t, s = shape
+    largest = max(t * s, 200 * s) * max(p, q)
+    if largest <= _INT32_MAX:
+        return jnp.int32
+    if jax.config.read("jax_enable_x64"):
+        return jnp.int64
+    raise ValueError(
+        f"`itakura_max_slope`={p}/{q} on a cost of shape {tuple(shape)}: the exact band needs "
+        f"integers up to {largest}, beyond int32. Enable float64/int64 "
+        "(jax.config.update('jax_enable_x64', True)) or use a slope with a smaller denominator."
+    )
+
+
+def _itakura_bounds_host(t: int, s: int, p: int, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last admitted row of each column, exactly (Python integers); see _band_bounds."""
+    j = np.arange(s, dtype=np.int64)
+    k = s - 1 - j
+    lo = np.maximum(_ceil_slack(j * t * q, p * s), (t - 1) - _floor_slack(k * t * p, q * s))
+    hi = np.minimum(_floor_slack(j * t * p, q * s), (t - 1) - _ceil_slack(k * t * q, p * s))
+    return lo, hi
+
+
+@functools.lru_cache(maxsize=1024)
+def _itakura_feasible(t: int, s: int, p: int, q: int) -> bool:
+    """Whether the Itakura band of slope ``p / q`` on a ``t x s`` grid admits a warping path.
+
+    Each column admits an interval of rows, so the rows reachable from ``(0, 0)`` in column ``j``
+    form an interval ``[a_j, hi_j]``: entered from column ``j - 1`` by a horizontal or diagonal
+    step, then extended downwards.
+    """
+    lo, hi = _itakura_bounds_host(t, s, p, q)
+    lo, hi = np.maximum(lo, 0), np.minimum(hi, t - 1)
+    if lo[0] > 0 or hi[0] < 0:
+        return False
+    a = 0
+    for j in range(1, s):
+        a = max(a, int(lo[j]))
+        if a > min(int(hi[j - 1]) + 1, int(hi[j])):
+            return False
+    return a <= t - 1 <= int(hi[s - 1])
+
+
+def _check_band(band, tl, sl, itakura_max_slope) -> None:
+    """Raises ``ValueError`` when a band admits no path for concrete valid lengths."""
+    if band is None or not (isinstance(tl, int) and isinstance(sl, int)):
+        return
+    if band[0] == "window":
+        _check_window_zero(band[1], tl, sl)
+    elif not _itakura_feasible(tl, sl, band[1], band[2]):
+        raise ValueError(
+            f"`itakura_max_slope`={itakura_max_slope!r} admits no warping path for sequences of "
+            f"lengths {tl} and {sl}: the parallelogram from (0, 0) to ({tl - 1}, {sl - 1}) is "
+            "too narrow for their ratio (the cells of tslearn's itakura_mask). Use a larger "
+            f"slope, about max(t/s, s/t) = {max(tl / sl, sl / tl):.3g} or more."
+        )
+
+
 def _bad(flag):
     return jnp.asarray(False) if flag is None else flag
 
 
-def _prepare(cost, window, lengths):
-    """Validates the inputs. Returns ``(cost, t_valid, s_valid, window, dynamic_end, bad)``.
+def _prepare(cost, window, itakura_max_slope, lengths):
+    """Validates the inputs. Returns ``(cost, t_valid, s_valid, band, dynamic_end, bad)``.
 
     ``bad`` is a traced flag for traced lengths out of range (``False`` otherwise).
     """
     cost = as_float_array(cost, "cost")
     check_matrix(cost, "cost")
-    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    band = _band_spec(window, itakura_max_slope)
     t, s = cost.shape
+    if band is not None and band[0] == "itakura":
+        _itakura_int_dtype((t, s), band[1], band[2])
     tl, sl, bad = checks.lengths_pair(lengths, (t, s))
-    _check_window_zero(window, tl, sl)
+    _check_band(band, tl, sl, itakura_max_slope)
     tl = jnp.asarray(tl, jnp.int32)
     sl = jnp.asarray(sl, jnp.int32)
-    return cost, tl, sl, window, lengths is not None, _bad(bad)
+    return cost, tl, sl, band, lengths is not None, _bad(bad)
 
 
 _TWO_D_COSTS = (
@@ -167,14 +283,18 @@ def _masked_cost(x, y, cost_fn, tl, sl, padded: bool) -> jax.Array:
     return cost
 
 
-def _prepare_points(x, y, cost_fn, window, lengths):
+def _prepare_points(x, y, cost_fn, window, itakura_max_slope, lengths):
     x = _sequence(x, "x", cost_fn)
     y = _sequence(y, "y", cost_fn)
-    window = checks.static_int(window, "window", minimum=0, allow_none=True)
+    band = _band_spec(window, itakura_max_slope)
     t, s = x.shape[0], y.shape[0]
+    if band is not None and band[0] == "itakura":
+        _itakura_int_dtype((t, s), band[1], band[2])
+        _itakura_int_dtype((t, t), band[1], band[2])  # the divergence's self terms
+        _itakura_int_dtype((s, s), band[1], band[2])
     tl, sl, bad = checks.lengths_pair(lengths, (t, s))
-    _check_window_zero(window, tl, sl)
-    return x, y, tl, sl, window, lengths is not None, _bad(bad)
+    _check_band(band, tl, sl, itakura_max_slope)
+    return x, y, tl, sl, band, lengths is not None, _bad(bad)
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,14 +306,74 @@ def _prepare_points(x, y, cost_fn, window, lengths):
 # --------------------------------------------------------------------------------------------
 
 
-def _diagonal_cost(flat, k, lane, shape, tl, sl, window):
+def _ceil_slack(n, d):
+    """``ceil(n / d - 1 / 200)`` for integers ``n >= 0``, ``d > 0``, exactly (NumPy or JAX)."""
+    quotient, rest = n // d, n % d
+    return quotient + (200 * rest > d).astype(quotient.dtype)
+
+
+def _floor_slack(n, d):
+    """``floor(n / d + 1 / 200)`` for integers ``n >= 0``, ``d > 0``, exactly (NumPy or JAX)."""
+    quotient, rest = n // d, n % d
+    return quotient + (200 * rest >= 199 * d).astype(quotient.dtype)
+
+
+def _band_bounds(shape, tl, sl, band):
+    """Per-column row bounds ``(lo, hi)``, int arrays ``[s]``, of the Itakura band (else None).
+
+    With ``T, U`` the valid lengths and slope ``S = p / q``, column ``j`` admits the rows ``i``
+    with ``max(j T / (S U), (T-1) - S T (U-1-j) / U) - 1/200 <= i
+    <= min(S T j / U, (T-1) - T (U-1-j) / (S U)) + 1/200``: tslearn's ``itakura_mask``, whose
+    bounds are rounded to two decimals before ``ceil`` / ``floor`` (the ``1/200`` slack). Each
+    bound is ``n / d`` for integers ``n, d``, so the band is computed in exact integer
+    arithmetic (no float rounding, whatever the lengths).
+    """
+    if band is None or band[0] != "itakura":
+        return None
+    _, p, q = band
+    s = shape[1]
+    itype = _itakura_int_dtype(shape, p, q)
+    big_t, big_u = jnp.asarray(tl).astype(itype), jnp.asarray(sl).astype(itype)
+    j = jnp.minimum(jnp.arange(s, dtype=itype), big_u - 1)  # columns past s_valid: unused
+    k = big_u - 1 - j
+    lo = jnp.maximum(
+        _ceil_slack(j * big_t * q, p * big_u),
+        (big_t - 1) - _floor_slack(k * big_t * p, q * big_u),
+    )
+    hi = jnp.minimum(
+        _floor_slack(j * big_t * p, q * big_u),
+        (big_t - 1) - _ceil_slack(k * big_t * q, p * big_u),
+    )
+    return lo.astype(jnp.int32), hi.astype(jnp.int32)
+
+
+def _admitted(i, j, shape, tl, sl, band, bounds):
+    """Whether cells ``(i, j)`` lie in the valid rectangle and the band (int arrays, any shape)."""
+    valid = (i >= 0) & (j >= 0) & (i < tl) & (j < sl)
+    if band is None:
+        return valid
+    if band[0] == "window":
+        tl1, sl1 = tl - 1, sl - 1
+        return valid & (jnp.abs(i * sl1 - j * tl1) <= band[1] * jnp.maximum(tl1, sl1))
+    lo, hi = bounds
+    jc = jnp.clip(j, 0, shape[1] - 1)
+    return valid & (i >= lo[jc]) & (i <= hi[jc])
+
+
+def _band_mask(shape, tl, sl, band) -> jax.Array:
+    """The admitted cells of a ``shape`` cost as a bool ``[t, s]`` array (for tests and docs)."""
+    t, s = shape
+    tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
+    i = jnp.arange(t, dtype=jnp.int32)[:, None]
+    j = jnp.arange(s, dtype=jnp.int32)[None, :]
+    return _admitted(i, j, shape, tl, sl, band, _band_bounds(shape, tl, sl, band))
+
+
+def _diagonal_cost(flat, k, lane, shape, tl, sl, band, bounds):
     """The costs of diagonal ``k`` (``+inf`` where not admitted), one per lane."""
     t, s = shape
     i, j = (k - lane, lane) if t > s else (lane, k - lane)
-    valid = (i >= 0) & (j >= 0) & (i < tl) & (j < sl)
-    if window is not None:
-        tl1, sl1 = tl - 1, sl - 1
-        valid = valid & (jnp.abs(i * sl1 - j * tl1) <= window * jnp.maximum(tl1, sl1))
+    valid = _admitted(i, j, shape, tl, sl, band, bounds)
     return jnp.where(valid, flat[jnp.where(valid, i * s + j, 0)], jnp.inf)
 
 
@@ -267,12 +447,13 @@ def _forward(cost, gamma, tl, sl, static, *, soft: bool, store: bool):
     diagonal. The backward recomputes the transition probabilities from them (one stored array
     instead of four: the recursion is bound by memory traffic, not by exponentials).
     """
-    window, dynamic_end = static
+    band, dynamic_end = static
     t, s = cost.shape
     n_diag, n_lane, transposed = t + s - 1, min(t, s), t > s
     dtype = cost.dtype
     inf1 = jnp.full((1,), jnp.inf, dtype)
     flat = cost.reshape(-1)
+    bounds = _band_bounds(cost.shape, tl, sl, band)
     lane = jnp.arange(n_lane, dtype=jnp.int32)
     k_end, l_end = _end(cost.shape, tl, sl)
     if soft:
@@ -280,7 +461,7 @@ def _forward(cost, gamma, tl, sl, static, *, soft: bool, store: bool):
 
     def step(carry, k):
         r1, r2, delta, offset, value = carry  # rel on diagonals k-1, k-2; off_{k-2} - off_{k-1}
-        c = _diagonal_cost(flat, k, lane, cost.shape, tl, sl, window)
+        c = _diagonal_cost(flat, k, lane, cost.shape, tl, sl, band, bounds)
         d, u, left = _predecessors(r1, r2, k, inf1, transposed)
         smin, _ = _softmin3(d + delta, u, left, gamma, soft=soft, probs=False)
         r = c + smin  # relative to off_{k-1}
@@ -369,14 +550,20 @@ def _soft_dtw_core_fwd(cost, gamma, tl, sl, static):
     cost, gamma, tl, sl = cost.value, gamma.value, tl.value, sl.value
     value, res = _forward(cost, gamma, tl, sl, static, soft=True, store=True)
     shape = jnp.zeros((0, *cost.shape), jnp.int8)  # the shape, statically, for the backward
-    return value, (res, gamma, tl, sl, gamma_flag, shape)
+    return value, (res, gamma, tl, sl, gamma_flag, shape, value)
+
+
+def _unreachable_zero(g, value):
+    """The incoming cotangent, zeroed where no admitted path exists (value ``+inf``)."""
+    return jnp.where(value == jnp.inf, jnp.zeros_like(g), g)
 
 
 def _soft_dtw_core_bwd(static, saved, g):
-    res, gamma, tl, sl, gamma_flag, shape = saved
+    res, gamma, tl, sl, gamma_flag, shape, value = saved
     want_gamma = gamma_flag.shape[0] == 1
     if isinstance(g, jax.custom_derivatives.SymbolicZero):
         g = jnp.zeros((), jnp.result_type(gamma))
+    g = _unreachable_zero(g, value)
     grad, g_gamma = _backward(
         res, gamma, g, tl, sl, static, shape.shape[1:], soft=True, entropy=want_gamma
     )
@@ -395,12 +582,14 @@ def _dtw_core(cost, tl, sl, static):
 
 def _dtw_core_fwd(cost, tl, sl, static):
     value, res = _forward(cost, None, tl, sl, static, soft=False, store=True)
-    return value, (res, tl, sl, jnp.zeros((0, *cost.shape), jnp.int8))
+    return value, (res, tl, sl, jnp.zeros((0, *cost.shape), jnp.int8), value)
 
 
 def _dtw_core_bwd(static, saved, g):
-    res, tl, sl, shape = saved
-    grad, _ = _backward(res, None, g, tl, sl, static, shape.shape[1:], soft=False)
+    res, tl, sl, shape, value = saved
+    grad, _ = _backward(
+        res, None, _unreachable_zero(g, value), tl, sl, static, shape.shape[1:], soft=False
+    )
     return grad, None, None
 
 
@@ -418,13 +607,13 @@ def _soft_gamma(gamma, dtype):
     return jnp.where(bad, 1.0, gamma).astype(dtype), bad
 
 
-@functools.partial(jax.jit, static_argnames=("window", "dynamic_end", "mode"))
-def _run(cost, gamma, tl, sl, bad, *, window, dynamic_end, mode):
+@functools.partial(jax.jit, static_argnames=("band", "dynamic_end", "mode"))
+def _run(cost, gamma, tl, sl, bad, *, band, dynamic_end, mode):
     """One of ``dtw``, ``dtw_alignment``, ``soft_dtw``, ``soft_dtw_alignment`` on a validated
     cost, with the NaN policy for traced bad values (``bad``, or a bad traced ``gamma``)."""
     dtype = cost.dtype
     cost = cost.astype(checks.compute_dtype(dtype))
-    static = (window, dynamic_end)
+    static = (band, dynamic_end)
     if mode == "dtw":
         out = _dtw_core(cost, tl, sl, static)
     elif mode == "dtw_alignment":
@@ -444,12 +633,12 @@ def _run(cost, gamma, tl, sl, bad, *, window, dynamic_end, mode):
     return jax.tree.map(lambda v: v.astype(dtype), out)
 
 
-@functools.partial(jax.jit, static_argnames=("window", "dynamic_end"))
-def _divergence_core(cxy, cxx, cyy, gamma, tl, sl, bad, same, *, window, dynamic_end):
+@functools.partial(jax.jit, static_argnames=("band", "dynamic_end"))
+def _divergence_core(cxy, cxx, cyy, gamma, tl, sl, bad, same, *, band, dynamic_end):
     dtype = cxy.dtype
     work = checks.compute_dtype(dtype)
     gamma, bad_gamma = _soft_gamma(gamma, work)
-    static = (window, dynamic_end)
+    static = (band, dynamic_end)
     xy = _soft_dtw_core(cxy.astype(work), gamma, tl, sl, static)
     xx = _soft_dtw_core(cxx.astype(work), gamma, tl, tl, static)
     yy = _soft_dtw_core(cyy.astype(work), gamma, sl, sl, static)
@@ -470,6 +659,7 @@ def dtw(
     cost: jax.typing.ArrayLike,
     *,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """Exact dynamic time warping: the minimum sum of costs over warping paths.
@@ -478,15 +668,19 @@ def dtw(
     0/1 indicator (see :func:`dtw_alignment`).
 
     Bad input: ``cost`` that is ``None``, complex, not 2-D or empty, a ``window`` that is not a
-    Python int ``>= 0`` (``1.5``, ``True``, arrays) or admits no path, and ``lengths`` that are
-    not a pair of integer scalars raise ``ValueError``, also under ``jit``; concrete ``lengths``
-    outside ``[1, t] x [1, s]`` raise, traced ones give NaN. Padding is never read. See
-    ``docs/conventions.md``.
+    Python int ``>= 0`` (``1.5``, ``True``, arrays) or admits no path, an ``itakura_max_slope``
+    that is not a real number ``>= 1`` (arrays, complex, NaN) or admits no path, both bands at
+    once, and ``lengths`` that are not a pair of integer scalars raise ``ValueError``, also under
+    ``jit``; concrete ``lengths`` outside ``[1, t] x [1, s]`` raise, traced ones give NaN.
+    Padding is never read. See ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``, the pairwise cost between the two sequences.
       window: Sakoe-Chiba band half-width along the rectangle's diagonal (static ``int >= 0``),
         or ``None`` for no band. See the module docstring for the exact cells admitted.
+      itakura_max_slope: Itakura parallelogram of maximum local slope ``S >= 1`` (static float,
+        tslearn's ``itakura_max_slope``), or ``None``. Not together with ``window``; see the
+        module docstring for the exact cells admitted.
       lengths: Optional pair ``(t_valid, s_valid)`` of integer scalars (traced is fine) for padded
         inputs: only ``cost[:t_valid, :s_valid]`` is used.
 
@@ -495,7 +689,8 @@ def dtw(
 
     Raises:
       ValueError: ``cost`` is not a non-empty 2-D array, ``window`` is negative or admits no
-        path, or concrete ``lengths`` fall outside the array.
+        path, ``itakura_max_slope`` is below 1 or admits no path, both bands are given, or
+        concrete ``lengths`` fall outside the array.
 
     Examples:
       The lecture's example: two utterances 1,1,3,3,2,4 and 1,3,2,2,4,4 align at zero cost.
@@ -505,15 +700,22 @@ def dtw(
       >>> a = jnp.array([1.0, 1, 3, 3, 2, 4]); b = jnp.array([1.0, 3, 2, 2, 4, 4])
       >>> float(dtw(absolute_difference(a, b)))
       0.0
+
+      An Itakura band (slopes between 1/2 and 2) forbids the long vertical and horizontal runs
+      that absorb the two tempos, and the cost rises:
+
+      >>> float(dtw(absolute_difference(a, b), itakura_max_slope=2.0))
+      5.0
     """
-    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
-    return _run(cost, None, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="dtw")
+    cost, tl, sl, band, dynamic_end, bad = _prepare(cost, window, itakura_max_slope, lengths)
+    return _run(cost, None, tl, sl, bad, band=band, dynamic_end=dynamic_end, mode="dtw")
 
 
 def dtw_alignment(
     cost: jax.typing.ArrayLike,
     *,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Exact DTW and its optimal path, as a fixed-shape 0/1 alignment matrix (jittable).
@@ -530,6 +732,7 @@ def dtw_alignment(
     Args:
       cost: Array of shape ``[t, s]``.
       window: As in :func:`dtw`.
+      itakura_max_slope: As in :func:`dtw`.
       lengths: As in :func:`dtw`; padding cells are 0 in the alignment.
 
     Returns:
@@ -542,10 +745,8 @@ def dtw_alignment(
       >>> float(value), alignment_to_path(a).tolist()
       (0.0, [[0, 0], [1, 1], [1, 2]])
     """
-    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
-    return _run(
-        cost, None, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="dtw_alignment"
-    )
+    cost, tl, sl, band, dynamic_end, bad = _prepare(cost, window, itakura_max_slope, lengths)
+    return _run(cost, None, tl, sl, bad, band=band, dynamic_end=dynamic_end, mode="dtw_alignment")
 
 
 def alignment_to_path(alignment: jax.typing.ArrayLike) -> np.ndarray:
@@ -604,6 +805,7 @@ def soft_dtw(
     *,
     gamma: jax.typing.ArrayLike = 1.0,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """Soft-DTW (Cuturi & Blondel, 2017): DTW with the min replaced by a soft-min.
@@ -619,23 +821,24 @@ def soft_dtw(
     ``1e3`` in float32) gives finite values and gradients. ``soft_dtw -> dtw`` as ``gamma -> 0``
     (from below: ``dtw - gamma log(#paths) <= soft_dtw <= dtw``). The value can be negative.
 
-    Bad input: as :func:`dtw`, plus ``gamma``: ``None``, complex or array-valued (``[1, 2]``)
-    raises ``ValueError`` even under ``jit``; a concrete ``gamma`` that is not finite and positive
-    raises; under ``jit`` it gives NaN (as do traced ``lengths`` out of range). See
-    ``docs/conventions.md``.
+    Bad input: as :func:`dtw` (including the band), plus ``gamma``: ``None``, complex or
+    array-valued (``[1, 2]``) raises ``ValueError`` even under ``jit``; a concrete ``gamma``
+    that is not finite and positive raises; under ``jit`` it gives NaN (as do traced
+    ``lengths`` out of range). See ``docs/conventions.md``.
 
     Args:
       cost: Array of shape ``[t, s]``.
       gamma: Positive smoothing parameter (traced, differentiable): the soft-min temperature of
         ``docs/conventions.md`` (larger is smoother).
       window: As in :func:`dtw`.
+      itakura_max_slope: As in :func:`dtw`.
       lengths: As in :func:`dtw`.
 
     Returns:
       Scalar soft-DTW value.
 
     Raises:
-      ValueError: bad ``cost``, ``window`` or ``lengths`` (see :func:`dtw`), or a concrete
+      ValueError: bad ``cost``, band or ``lengths`` (see :func:`dtw`), or a concrete
         ``gamma <= 0``.
 
     References:
@@ -650,8 +853,8 @@ def soft_dtw(
       (5, 7)
     """
     checks.scalar(gamma, "gamma", "positive")
-    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
-    return _run(cost, gamma, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="soft_dtw")
+    cost, tl, sl, band, dynamic_end, bad = _prepare(cost, window, itakura_max_slope, lengths)
+    return _run(cost, gamma, tl, sl, bad, band=band, dynamic_end=dynamic_end, mode="soft_dtw")
 
 
 def soft_dtw_alignment(
@@ -659,6 +862,7 @@ def soft_dtw_alignment(
     *,
     gamma: jax.typing.ArrayLike = 1.0,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """The expected alignment matrix of soft-DTW: the gradient of :func:`soft_dtw` in ``cost``.
@@ -675,15 +879,16 @@ def soft_dtw_alignment(
       cost: Array of shape ``[t, s]``.
       gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       window: As in :func:`dtw`.
+      itakura_max_slope: As in :func:`dtw`.
       lengths: As in :func:`dtw`; padding gets 0.
 
     Returns:
       Array of shape ``[t, s]`` with entries in ``[0, 1]``; ``(0, 0)`` and the end cell are 1.
     """
     checks.scalar(gamma, "gamma", "positive")
-    cost, tl, sl, window, dynamic_end, bad = _prepare(cost, window, lengths)
+    cost, tl, sl, band, dynamic_end, bad = _prepare(cost, window, itakura_max_slope, lengths)
     return _run(
-        cost, gamma, tl, sl, bad, window=window, dynamic_end=dynamic_end, mode="soft_dtw_alignment"
+        cost, gamma, tl, sl, bad, band=band, dynamic_end=dynamic_end, mode="soft_dtw_alignment"
     )
 
 
@@ -693,15 +898,16 @@ def dtw_points(
     *,
     cost_fn: CostFn = _costs.squared_euclidean,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """Exact DTW between two sequences: ``dtw(cost_fn(x, y), ...)``.
 
     Bad input: ``x``/``y`` that are ``None``, complex, empty or not of rank 1 or 2, and a
-    ``cost_fn`` whose result is not ``[t, s]``, raise ``ValueError``; ``window`` and ``lengths``
-    as in :func:`dtw`. Padded rows (past ``lengths``) are zeroed before ``cost_fn`` sees them, so
-    NaN, inf or 1e30 there changes neither the value nor the gradient. See
-    ``docs/conventions.md``.
+    ``cost_fn`` whose result is not ``[t, s]``, raise ``ValueError``; ``window``,
+    ``itakura_max_slope`` and ``lengths`` as in :func:`dtw`. Padded rows (past ``lengths``)
+    are zeroed before ``cost_fn`` sees them, so NaN, inf or 1e30 there changes neither the
+    value nor the gradient. See ``docs/conventions.md``.
 
     Args:
       x: Array of shape ``[t, d]``, or ``[t]`` for a 1-D series (the built-in costs treat it as
@@ -709,15 +915,18 @@ def dtw_points(
       y: Array of shape ``[s, d]`` (or ``[s]``).
       cost_fn: Maps ``(x, y)`` to a ``[t, s]`` cost; squared Euclidean by default.
       window: As in :func:`dtw`.
+      itakura_max_slope: As in :func:`dtw`.
       lengths: As in :func:`dtw` (valid lengths of ``x`` and ``y``).
 
     Returns:
       Scalar.
     """
-    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    x, y, tl, sl, band, padded, bad = _prepare_points(
+        x, y, cost_fn, window, itakura_max_slope, lengths
+    )
     cost = _masked_cost(x, y, cost_fn, tl, sl, padded)
     tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
-    return _run(cost, None, tl, sl, bad, window=window, dynamic_end=padded, mode="dtw")
+    return _run(cost, None, tl, sl, bad, band=band, dynamic_end=padded, mode="dtw")
 
 
 def soft_dtw_points(
@@ -727,11 +936,12 @@ def soft_dtw_points(
     gamma: jax.typing.ArrayLike = 1.0,
     cost_fn: CostFn = _costs.squared_euclidean,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """Soft-DTW between two sequences: ``soft_dtw(cost_fn(x, y), ...)``, differentiable in both.
 
-    Bad input: as :func:`dtw_points` for the sequences, ``cost_fn``, ``window`` and
+    Bad input: as :func:`dtw_points` for the sequences, ``cost_fn``, the band and
     ``lengths``, and as :func:`soft_dtw` for ``gamma`` (concrete bad values raise, traced ones
     give NaN). Padded rows never influence the value or the gradient. See
     ``docs/conventions.md``.
@@ -742,6 +952,7 @@ def soft_dtw_points(
       gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       cost_fn: Maps ``(x, y)`` to a ``[t, s]`` cost; squared Euclidean (not halved) by default.
       window: As in :func:`dtw`.
+      itakura_max_slope: As in :func:`dtw`.
       lengths: As in :func:`dtw` (valid lengths of ``x`` and ``y``): gradients on padded rows of
         ``x`` and ``y`` are zero.
 
@@ -755,10 +966,12 @@ def soft_dtw_points(
       12.0
     """
     checks.scalar(gamma, "gamma", "positive")
-    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    x, y, tl, sl, band, padded, bad = _prepare_points(
+        x, y, cost_fn, window, itakura_max_slope, lengths
+    )
     cost = _masked_cost(x, y, cost_fn, tl, sl, padded)
     tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
-    return _run(cost, gamma, tl, sl, bad, window=window, dynamic_end=padded, mode="soft_dtw")
+    return _run(cost, gamma, tl, sl, bad, band=band, dynamic_end=padded, mode="soft_dtw")
 
 
 def soft_dtw_divergence(
@@ -768,6 +981,7 @@ def soft_dtw_divergence(
     gamma: jax.typing.ArrayLike = 1.0,
     cost_fn: CostFn = _costs.squared_euclidean,
     window: int | None = None,
+    itakura_max_slope: float | None = None,
     lengths: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> jax.Array:
     """Soft-DTW divergence: ``sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2``, clamped at 0.
@@ -779,7 +993,7 @@ def soft_dtw_divergence(
     stays defined), with a zero gradient where the clamp acts. For a cost whose kernel is not
     positive definite, the clamp hides negative values.
 
-    Bad input: as :func:`soft_dtw_points` (shapes, ``window`` and the form of ``lengths`` raise
+    Bad input: as :func:`soft_dtw_points` (shapes, the band and the form of ``lengths`` raise
     ``ValueError`` even under ``jit``; concrete bad ``gamma``/``lengths`` raise, traced ones give
     NaN). Padded rows never influence the value or the gradient; NaN in valid rows propagates.
     See ``docs/conventions.md``.
@@ -790,6 +1004,7 @@ def soft_dtw_divergence(
       gamma: Positive smoothing parameter (the soft-min temperature of ``docs/conventions.md``).
       cost_fn: Pairwise cost; squared Euclidean (not halved) by default.
       window: As in :func:`dtw`, applied to all three terms.
+      itakura_max_slope: As in :func:`dtw`, applied to all three terms.
       lengths: Optional ``(t_valid, s_valid)`` for padded ``x`` and ``y``.
 
     Returns:
@@ -805,7 +1020,9 @@ def soft_dtw_divergence(
       0.0
     """
     checks.scalar(gamma, "gamma", "positive")
-    x, y, tl, sl, window, padded, bad = _prepare_points(x, y, cost_fn, window, lengths)
+    x, y, tl, sl, band, padded, bad = _prepare_points(
+        x, y, cost_fn, window, itakura_max_slope, lengths
+    )
     cxy = _masked_cost(x, y, cost_fn, tl, sl, padded)
     cxx = _masked_cost(x, x, cost_fn, tl, tl, padded)
     cyy = _masked_cost(y, y, cost_fn, sl, sl, padded)
@@ -815,6 +1032,4 @@ def soft_dtw_divergence(
     else:
         same = jnp.asarray(False)
     tl, sl = jnp.asarray(tl, jnp.int32), jnp.asarray(sl, jnp.int32)
-    return _divergence_core(
-        cxy, cxx, cyy, gamma, tl, sl, bad, same, window=window, dynamic_end=padded
-    )
+    return _divergence_core(cxy, cxx, cyy, gamma, tl, sl, bad, same, band=band, dynamic_end=padded)
