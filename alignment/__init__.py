@@ -1,10 +1,12 @@
 """alignment: multimodal alignment in JAX.
 
-Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two modalities:
-pairwise costs, kernels and pairwise matrices; dynamic time warping, exact and soft; exact linear
-assignment; entropic optimal transport; Wasserstein-2 distances between Gaussians; CCA and Deep
-CCA; contrastive losses and retrieval metrics; canonical time warping; temporal
-cycle-consistency; CTC forced alignment; attention as alignment. Import everything from
+Pure functions (``jit``/``vmap``/``grad``-clean) for aligning the elements of two or more
+modalities: pairwise costs, kernels and pairwise matrices; dynamic time warping, exact and soft,
+with bands, subsequences and barycenters; exact linear assignment; entropic optimal transport,
+Gromov-Wasserstein, Wasserstein barycenters and the sliced distance; Wasserstein-2 distances
+between Gaussians; CCA (two views, multi-view, kernel) and Deep CCA; contrastive losses and
+retrieval metrics; k-means units; canonical time warping; temporal cycle-consistency; CTC forced
+alignment; attention as alignment; evaluation sharded over devices. Import everything from
 ``alignment`` (``import alignment as al``); the implementation modules in ``alignment._src`` are
 private. The documentation site (docs/) has one page per family and the API reference.
 """
