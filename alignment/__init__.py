@@ -87,6 +87,12 @@ from alignment._src.gaussian import (
     gaussian_w2_pairwise,
     gaussian_w2_scale,
 )
+from alignment._src.gaussian_barycenter import (
+    GaussianBarycenterDiagOutput,
+    GaussianBarycenterOutput,
+    gaussian_w2_barycenter,
+    gaussian_w2_barycenter_diag,
+)
 from alignment._src.gromov import (
     GromovWassersteinOutput,
     fused_gromov_wasserstein,
@@ -98,6 +104,12 @@ from alignment._src.kmeans import (
     KMeansOutput,
     kmeans,
     kmeans_assign,
+)
+from alignment._src.lower_bounds import (
+    DTWNeighborOutput,
+    dtw_nearest_neighbor,
+    keogh_envelope,
+    lb_keogh,
 )
 from alignment._src.mcca import (
     KernelCCAOutput,
@@ -179,8 +191,11 @@ __all__ = [
     "ConvergenceWarning",
     "CycleBackOutput",
     "DTWBarycenterOutput",
+    "DTWNeighborOutput",
     "ForcedAlignmentOutput",
     "FreeSupportBarycenterOutput",
+    "GaussianBarycenterDiagOutput",
+    "GaussianBarycenterOutput",
     "GromovWassersteinOutput",
     "HardAttentionOutput",
     "KMeansAssignOutput",
@@ -216,11 +231,14 @@ __all__ = [
     "dtw",
     "dtw_alignment",
     "dtw_barycenter",
+    "dtw_nearest_neighbor",
     "dtw_points",
     "euclidean",
     "free_support_barycenter",
     "fused_gromov_wasserstein",
     "gaussian_w2",
+    "gaussian_w2_barycenter",
+    "gaussian_w2_barycenter_diag",
     "gaussian_w2_diag",
     "gaussian_w2_diag_pairwise",
     "gaussian_w2_pairwise",
@@ -232,10 +250,12 @@ __all__ = [
     "infonce_loss",
     "infonce_mi_lower_bound",
     "kendalls_tau",
+    "keogh_envelope",
     "kernel_cca",
     "kernel_cca_transform",
     "kmeans",
     "kmeans_assign",
+    "lb_keogh",
     "linear_assignment",
     "linear_kernel",
     "masked_softmax",
