@@ -381,9 +381,12 @@ def test_cca_traced_bad_reg_gives_nan(rng):
         assert all(np.all(np.isnan(np.asarray(leaf))) for leaf in out)
     for loss in (cc.dcca_loss, cc.dcca_squared_loss):
         for reg in (0.0, -1.0, np.nan):
-            fn = jax.jit(jax.value_and_grad(lambda a, b, r, loss=loss: loss(a, b, reg=r)))
-            value, _ = fn(x, y, reg)
+            fn = jax.jit(
+                jax.value_and_grad(lambda a, b, r, loss=loss: loss(a, b, reg=r), argnums=(0, 2))
+            )
+            value, (grad_x, grad_reg) = fn(x, y, reg)
             assert np.isnan(float(value))
+            assert np.all(np.isnan(np.asarray(grad_x))) and np.isnan(float(grad_reg))
         with pytest.raises(ValueError, match="`reg` must be a finite positive number"):
             loss(x, y, reg=np.nan)
 

@@ -408,14 +408,18 @@ def _dcca_public(zx, zy, k, reg, *, squared: bool) -> jax.Array:
 def _dcca(zx, zy, reg_m, reg_e, k: int, squared: bool) -> jax.Array:
     """Both objectives, compiled once per shape (eager calls included)."""
     bad = checks.invalid_scalar(reg_m, "positive")
-    # a bad (traced) reg gets a harmless stand-in, so that the gradient is NaN by nan_if only
+    # a bad (traced) reg gets a harmless stand-in, then the value is multiplied by NaN: the value
+    # and every gradient (data and reg) are NaN, as documented (a `where` would zero the gradient)
     safe_m = jnp.where(bad, jnp.ones_like(reg_m), reg_m)
     t = _whitened_cross(zx, zy, safe_m, reg_e)
     if squared and k == min(t.shape):
         value = -jnp.sum(t * t)
     else:
         value = -nm.top_singular_sum(t, k, squared)
-    return checks.nan_if(bad, value)
+    poison = jnp.where(bad, jnp.asarray(jnp.nan, value.dtype), jnp.asarray(1.0, value.dtype))
+    # (the second term is 0 in value; it carries the NaN to the gradient in reg, which the
+    # stand-in's `where` would otherwise zero)
+    return value * poison + (reg_m - jax.lax.stop_gradient(reg_m)) * (poison - 1.0)
 
 
 def dcca_squared_loss(
