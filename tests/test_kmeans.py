@@ -38,7 +38,7 @@ def _sklearn(x, init, weights=None, tol=1e-4, max_iter=300):
 
 
 def _assert_same_as_sklearn(out, sk, rtol=1e-10):
-    np.testing.assert_array_equal(out.labels, sk.labels_)
+    np.testing.assert_array_equal(out.assignment, sk.labels_)
     np.testing.assert_allclose(out.inertia, sk.inertia_, rtol=rtol)
     np.testing.assert_allclose(out.centroids, sk.cluster_centers_, rtol=rtol, atol=rtol)
     assert int(out.n_iters) == sk.n_iter_
@@ -74,10 +74,10 @@ def test_kmeans_float32_and_seeding(rng):
     init = x[[0, 1, 2]]
     out = km.kmeans(x, k=K, init=init)
     sk = _sklearn(x, init)
-    np.testing.assert_array_equal(out.labels, sk.labels_)
+    np.testing.assert_array_equal(out.assignment, sk.labels_)
     np.testing.assert_allclose(out.inertia, sk.inertia_, rtol=1e-5)
     np.testing.assert_allclose(out.centroids, sk.cluster_centers_, rtol=1e-5, atol=1e-5)
-    assert out.centroids.dtype == jnp.float32 and out.labels.dtype == jnp.int32
+    assert out.centroids.dtype == jnp.float32 and out.assignment.dtype == jnp.int32
     # k-means++ from a key finds the three blobs (scikit-learn's best of 10 runs)
     best = KMeans(K, n_init=10, random_state=0).fit(x)
     for seed in range(3):
@@ -101,7 +101,7 @@ def test_kmeans_empty_cluster_is_reseeded_like_sklearn_x64(rng):
     sk1 = _sklearn(x, init, max_iter=1)
     np.testing.assert_allclose(first.centroids, sk1.cluster_centers_, rtol=1e-12)
     assert not np.any(np.all(np.asarray(first.centroids) == init[2], axis=1))  # reseeded
-    assert len(set(np.asarray(out.labels).tolist())) == K  # every cluster in use
+    assert len(set(np.asarray(out.assignment).tolist())) == K  # every cluster in use
 
 
 # ------------------------------------------------------------------------------------------
@@ -134,14 +134,14 @@ def test_zero_weights_never_matter(rng):
     for out in outs[1:]:
         for field in ("centroids", "inertia", "n_iters", "converged"):
             np.testing.assert_array_equal(getattr(out, field), getattr(outs[0], field))
-        np.testing.assert_array_equal(out.labels[w > 0], outs[0].labels[w > 0])
-    assert np.all(np.asarray(outs[0].labels)[::5] == -1)  # NaN at weight 0: label -1
+        np.testing.assert_array_equal(out.assignment[w > 0], outs[0].assignment[w > 0])
+    assert np.all(np.asarray(outs[0].assignment)[::5] == -1)  # NaN at weight 0: label -1
     ref = outs[3]  # zero-weight points at the origin still get their nearest centroid
-    origin = km.kmeans_assign(ref.centroids, np.zeros((1, D), np.float32)).labels[0]
-    assert np.all(np.asarray(ref.labels)[::5] == int(origin))
+    origin = km.kmeans_assign(ref.centroids, np.zeros((1, D), np.float32)).assignment[0]
+    assert np.all(np.asarray(ref.assignment)[::5] == int(origin))
     # and the result is scikit-learn's on the positive-weight points alone
     sk = _sklearn(x[w > 0], np.asarray(ref.centroids), tol=0.0)
-    np.testing.assert_array_equal(ref.labels[w > 0], sk.labels_)
+    np.testing.assert_array_equal(ref.assignment[w > 0], sk.labels_)
 
 
 def test_jit_vmap_and_traced_bad_values(rng):
@@ -163,13 +163,13 @@ def test_jit_vmap_and_traced_bad_values(rng):
     for w, tol in ((bad_w, 1e-4), (ones, -1.0), (ones, np.nan), (np.zeros(N, np.float32), 1e-4)):
         out = KMEANS_JIT(xs[0], w, tol)
         assert np.all(np.isnan(np.asarray(out.centroids))) and np.isnan(float(out.inertia))
-        assert np.all(np.asarray(out.labels) == -1) and int(out.n_iters) == -1
+        assert np.all(np.asarray(out.assignment) == -1) and int(out.n_iters) == -1
         assert not bool(out.converged)
     # NaN in a point of positive weight: the same, eagerly too
     xn = xs[0].copy()
     xn[7, 1] = np.nan
     out = km.kmeans(xn, k=K, key=jax.random.key(0), weights=ones)
-    assert np.isnan(float(out.inertia)) and np.all(np.asarray(out.labels) == -1)
+    assert np.isnan(float(out.inertia)) and np.all(np.asarray(out.assignment) == -1)
     assert np.all(np.isnan(np.asarray(KMEANS_JIT(xn, ones, 1e-4).centroids)))
 
 
@@ -185,7 +185,7 @@ def test_convergence_warning_and_low_precision(rng):
             out = km.kmeans(xl, k=K, key=jax.random.key(0))
         assert out.centroids.dtype == dtype and out.inertia.dtype == dtype
         ref = km.kmeans(np.asarray(xl, np.float32), k=K, key=jax.random.key(0))
-        np.testing.assert_array_equal(out.labels, ref.labels)
+        np.testing.assert_array_equal(out.assignment, ref.assignment)
         assert km.kmeans_assign(out.centroids, xl).distances.dtype == dtype
 
 
@@ -200,25 +200,27 @@ def test_kmeans_assign_brute_force(rng):
     out = km.kmeans_assign(fit.centroids, x)
     c = np.asarray(fit.centroids, np.float64)
     d = ((x.astype(np.float64)[:, None] - c[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(out.labels, d.argmin(1))
+    np.testing.assert_array_equal(out.assignment, d.argmin(1))
     np.testing.assert_allclose(out.distances, d.min(1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(out.labels, fit.labels)
+    np.testing.assert_array_equal(out.assignment, fit.assignment)
     np.testing.assert_allclose(np.sum(out.distances), fit.inertia, rtol=1e-5)
     # ties go to the lowest index; a NaN row gets -1 and NaN, and no other row changes
     tie = km.kmeans_assign(np.array([[1.0, 0.0], [-1.0, 0.0]]), np.zeros((1, 2)))
-    assert tie.labels.tolist() == [0]
+    assert tie.assignment.tolist() == [0]
     xn = x.copy()
     xn[3] = [np.nan, 0.0]
     nan_out = km.kmeans_assign(fit.centroids, xn)
-    assert int(nan_out.labels[3]) == -1 and np.isnan(float(nan_out.distances[3]))
+    assert int(nan_out.assignment[3]) == -1 and np.isnan(float(nan_out.distances[3]))
     keep = np.arange(N) != 3
-    np.testing.assert_array_equal(np.asarray(nan_out.labels)[keep], np.asarray(out.labels)[keep])
+    np.testing.assert_array_equal(
+        np.asarray(nan_out.assignment)[keep], np.asarray(out.assignment)[keep]
+    )
     bad_c = np.asarray(fit.centroids).copy()
     bad_c[1, 0] = np.inf
-    assert np.all(np.asarray(km.kmeans_assign(bad_c, x).labels) == -1)
+    assert np.all(np.asarray(km.kmeans_assign(bad_c, x).assignment) == -1)
     # under vmap (a batch of frame sequences)
     vm = jax.vmap(km.kmeans_assign, in_axes=(None, 0))(fit.centroids, np.stack([x, x[::-1]]))
-    np.testing.assert_array_equal(vm.labels[1], np.asarray(out.labels)[::-1])
+    np.testing.assert_array_equal(vm.assignment[1], np.asarray(out.assignment)[::-1])
 
 
 # ------------------------------------------------------------------------------------------

@@ -63,15 +63,15 @@ class KMeansOutput(NamedTuple):
 
     Attributes:
       centroids: Array of shape ``[k, d]``, the cluster centres.
-      labels: Int32 array of shape ``[n]``, the index of each point's nearest centroid (ties to
-        the lowest index; ``-1`` for a zero-weight point that is not finite).
-      inertia: Scalar, ``sum_i w_i ||x_i - centroids[labels_i]||^2``.
+      assignment: Int32 array of shape ``[n]``, the index of each point's nearest centroid (ties
+        to the lowest index; ``-1`` for a zero-weight point that is not finite).
+      inertia: Scalar, ``sum_i w_i ||x_i - centroids[assignment_i]||^2``.
       n_iters: Int32 scalar, Lloyd iterations run (of the kept initialisation).
       converged: Bool scalar, the loop stopped on its criterion before ``max_iters`` ran out.
     """
 
     centroids: jax.Array
-    labels: jax.Array
+    assignment: jax.Array
     inertia: jax.Array
     n_iters: jax.Array
     converged: jax.Array
@@ -81,13 +81,13 @@ class KMeansAssignOutput(NamedTuple):
     """Result of :func:`kmeans_assign`.
 
     Attributes:
-      labels: Int32 array of shape ``[m]``, the nearest centroid of each row (ties to the lowest
-        index; ``-1`` where the row or a centroid is not finite).
+      assignment: Int32 array of shape ``[m]``, the nearest centroid of each row (ties to the
+        lowest index; ``-1`` where the row or a centroid is not finite).
       distances: Array of shape ``[m]``, the squared Euclidean distance to that centroid (NaN
         where the label is ``-1``).
     """
 
-    labels: jax.Array
+    assignment: jax.Array
     distances: jax.Array
 
 
@@ -295,7 +295,7 @@ def kmeans(
     an array-valued or complex ``tol``). Concrete bad values raise ``ValueError``: negative or
     non-finite ``tol``; negative or non-finite weights, or fewer than ``k`` positive ones;
     non-finite ``init``. Traced bad values (the same, under ``jit``/``vmap``) make
-    ``centroids`` and ``inertia`` NaN, ``labels`` and ``n_iters`` ``-1`` and ``converged``
+    ``centroids`` and ``inertia`` NaN, ``assignment`` and ``n_iters`` ``-1`` and ``converged``
     False. NaN or inf in a point of positive weight does the same (nothing is silently
     dropped); at weight 0 it is never read. A concrete call that stops before converging warns
     (:class:`alignment.ConvergenceWarning`). See ``docs/conventions.md``.
@@ -314,7 +314,7 @@ def kmeans(
         1 and ``key`` is not needed).
 
     Returns:
-      A :class:`KMeansOutput` ``(centroids [k, d], labels [n], inertia [], n_iters [],
+      A :class:`KMeansOutput` ``(centroids [k, d], assignment [n], inertia [], n_iters [],
       converged [])``.
 
     Raises:
@@ -330,7 +330,8 @@ def kmeans(
       >>> out = kmeans(x, k=2, key=jax.random.key(0))
       >>> sorted(out.centroids.tolist()), float(out.inertia), bool(out.converged)
       ([[0.0, 0.5], [10.0, 0.5]], 1.0, True)
-      >>> bool(out.labels[0] == out.labels[1]) and bool(out.labels[0] != out.labels[2])
+      >>> a = out.assignment
+      >>> bool(a[0] == a[1]) and bool(a[0] != a[2])
       True
     """
     x = checks.as_float_array(x, "x")
@@ -385,8 +386,9 @@ def kmeans_assign(centroids: jax.typing.ArrayLike, x: jax.typing.ArrayLike) -> K
 
     ``labels_i = argmin_j ||x_i - centroids_j||^2`` (ties to the lowest index), computed with
     :func:`alignment.squared_euclidean` (robust to large values), and ``distances_i`` the
-    squared distance to that centroid from exact differences. This is the labelling of a fitted
-    :func:`kmeans` (its ``labels`` are ``kmeans_assign(centroids, x).labels`` up to near-ties),
+    squared distance to that centroid from exact differences. This is the assignment of a fitted
+    :func:`kmeans` (its ``assignment`` is ``kmeans_assign(centroids, x).assignment`` up to
+    near-ties),
     and HuBERT's discrete targets when ``x`` holds frame features.
 
     Bad input: shapes are checked at trace time (``ValueError`` naming the argument, under
@@ -400,7 +402,7 @@ def kmeans_assign(centroids: jax.typing.ArrayLike, x: jax.typing.ArrayLike) -> K
       x: Array of shape ``[m, d]``.
 
     Returns:
-      A :class:`KMeansAssignOutput` ``(labels [m] int32, distances [m])``, the distances in the
+      A :class:`KMeansAssignOutput` ``(assignment [m] int32, distances [m])``, the distances in the
       dtype of the inputs.
 
     Raises:
@@ -410,7 +412,7 @@ def kmeans_assign(centroids: jax.typing.ArrayLike, x: jax.typing.ArrayLike) -> K
       >>> import jax.numpy as jnp
       >>> centroids = jnp.array([[0.0, 0.0], [10.0, 0.0]])
       >>> out = kmeans_assign(centroids, jnp.array([[1.0, 1.0], [9.0, 0.0]]))
-      >>> out.labels.tolist(), out.distances.tolist()
+      >>> out.assignment.tolist(), out.distances.tolist()
       ([0, 1], [2.0, 1.0])
     """
     centroids, x = checks.point_pair(centroids, x, ("centroids", "x"))
