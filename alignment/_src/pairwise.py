@@ -48,11 +48,11 @@ def _leading(tree, name: str) -> tuple[list, object, int]:
                 raise ValueError(
                     f"`{name}` leaves must be arrays with a leading batch axis, got {leaf!r}."
                 ) from err
-            if leaf.dtype == object:
-                raise ValueError(
-                    f"`{name}` leaves must be numeric arrays with a leading batch axis, got an "
-                    f"object array of shape {leaf.shape}."
-                )
+        if np.dtype(leaf.dtype).kind in "OSUMm":  # object, strings, dates: not numeric
+            raise ValueError(
+                f"`{name}` leaves must be numeric arrays with a leading batch axis, got an "
+                f"array of dtype {leaf.dtype} and shape {leaf.shape}."
+            )
         arrays.append(leaf)
     shapes = [tuple(leaf.shape) for leaf in arrays]
     if any(len(shape) == 0 for shape in shapes):
