@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 
-# The tests compile far more than they compute (thousands of small XLA programs, a few
-# milliseconds of work each), so they compile at XLA's backend optimisation level 0: about 40 %
-# less CPU time for the suite. The algorithms and their numerics (IEEE float32 / float64, no
-# fast-math at any level) are the same; only the generated machine code is less optimised. Set
-# ALIGNMENT_TEST_OPTIMIZED=1 to test the optimised build (what users run). It must be set before
-# JAX creates its CPU client, hence here, before the first computation.
-if os.environ.get("ALIGNMENT_TEST_OPTIMIZED", "") in ("", "0"):
+# Opt-in: ALIGNMENT_TEST_FAST_COMPILE=1 compiles at XLA's backend optimisation level 0 (about
+# 40 % less CPU time: the tests compile far more than they compute). Off by default: in one full
+# run at level 0 an XLA compile segfaulted (tests/test_kmeans.py, not reproducible alone), so CI
+# tests the optimised build that users run. It must be set before JAX creates its CPU client.
+if os.environ.get("ALIGNMENT_TEST_FAST_COMPILE", "") not in ("", "0"):
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
