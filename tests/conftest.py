@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 
 # Opt-in: ALIGNMENT_TEST_FAST_COMPILE=1 compiles at XLA's backend optimisation level 0 (about
-# 40 % less CPU time: the tests compile far more than they compute). Off by default: in one full
-# run at level 0 an XLA compile segfaulted (tests/test_kmeans.py, not reproducible alone), so CI
-# tests the optimised build that users run. It must be set before JAX creates its CPU client.
+# 40 % less CPU time: the tests compile far more than they compute). CI tests the optimised
+# build that users run. It must be set before JAX creates its CPU client.
 if os.environ.get("ALIGNMENT_TEST_FAST_COMPILE", "") not in ("", "0"):
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
@@ -17,6 +17,20 @@ if os.environ.get("ALIGNMENT_TEST_FAST_COMPILE", "") not in ("", "0"):
 import jax
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Drops JAX's compiled executables after each test module.
+
+    Every compiled XLA program keeps its code in memory maps of its own; a test worker that
+    compiles the whole suite (thousands of programs) reaches the kernel's limit of 65,530 maps
+    per process (``vm.max_map_count``) and XLA's next compile aborts or segfaults. Clearing the
+    caches between modules releases them (the next module recompiles what it uses).
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
