@@ -191,8 +191,8 @@ def test_low_precision_runs_in_float32(rng):
         ((np.ones((3, 2)), np.ones((4, 2)), np.array([np.nan, 0.5, 0.5])), {}, "finite"),
         ((np.ones((3, 2)), np.ones((4, 2))), {"n_projections": 0}, "`n_projections` must be"),
         ((np.ones((3, 2)), np.ones((4, 2))), {"n_projections": 2.0}, "`n_projections` must"),
-        ((np.ones((3, 2)), np.ones((4, 2))), {"key": None}, "`key` must be a JAX PRNG key"),
-        ((np.ones((3, 2)), np.ones((4, 2))), {"key": 0}, "`key` must be a JAX PRNG key"),
+        ((np.ones((3, 2)), np.ones((4, 2))), {"key": None}, "`key` must be a jax.random key"),
+        ((np.ones((3, 2)), np.ones((4, 2))), {"key": 0}, "`key` must be a jax.random key"),
         ((np.ones((3, 2)), np.ones((4, 2))), {"p": 0.5}, "`p` must be a finite number >= 1"),
         ((np.ones((3, 2)), np.ones((4, 2))), {"p": np.array([1, 2])}, "`p` must be a Python"),
         ((np.ones((3, 2)), np.ones((4, 2))), {"p": jnp.asarray(2.0)}, "`p` must be a Python"),
@@ -209,7 +209,7 @@ def test_bad_input_raises_under_jit():
     x, y = np.ones((3, 2)), np.ones((4, 2))
     with pytest.raises(ValueError, match="`x` and `y` must have the same feature size"):
         jax.jit(lambda x: sliced_wasserstein(x, np.ones((4, 3)), n_projections=4, key=KEY))(x)
-    with pytest.raises(ValueError, match="`key` must be a single PRNG key"):
+    with pytest.raises(ValueError, match=r"`key` must be a single jax\.random key"):
         jax.jit(lambda k: sliced_wasserstein(x, y, n_projections=4, key=k))(
             jax.random.split(KEY, 2)
         )

@@ -364,7 +364,13 @@ def static_k(k, dx: int, dy: int, shapes: str) -> int:
     ``None`` gives ``min(dx, dy)``. Raises ``ValueError`` for a non-int (1.5, True, an array) or
     a value out of range; ``shapes`` describes the inputs for the message.
     """
-    kmax = min(dx, dy)
+    return static_k_at_most(
+        k, min(dx, dy), "min(dx, dy)", shapes, f": there are only {min(dx, dy)} canonical pairs"
+    )
+
+
+def static_k_at_most(k, kmax: int, what: str, shapes: str, why: str = "") -> int:
+    """``k`` as a Python int in ``[1, kmax]`` (``None``: ``kmax``); ``what`` names ``kmax``."""
     if k is None:
         return kmax
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
@@ -372,11 +378,32 @@ def static_k(k, dx: int, dy: int, shapes: str) -> int:
             f"`k` must be None or a Python int (static), got {k!r} of type {type(k).__name__}."
         )
     if not 1 <= int(k) <= kmax:
-        raise ValueError(
-            f"`k`={int(k)} must be between 1 and min(dx, dy) = {kmax} for {shapes}: there are "
-            f"only {kmax} canonical pairs."
-        )
+        raise ValueError(f"`k`={int(k)} must be between 1 and {what} = {kmax} for {shapes}{why}.")
     return int(k)
+
+
+def prng_key(key, hint: str = "") -> jax.Array:
+    """A single typed ``jax.random`` key; a raw ``uint32[2]`` key is wrapped.
+
+    Raises ``ValueError`` for ``None``, an array of keys or anything else; ``hint`` is appended
+    to the message for ``None`` (what the key is for, or what to pass instead).
+    """
+    if key is None:
+        raise ValueError(f"`key` must be a jax.random key (jax.random.key(0)), got None{hint}.")
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(
+                f"`key` must be a single jax.random key (shape ()), got shape {key.shape}; for "
+                "several, jax.vmap over the keys."
+            )
+        return key
+    arr = jnp.asarray(key) if hasattr(key, "dtype") else np.asarray(key, dtype=object)
+    if arr.dtype != jnp.uint32 or arr.shape != (2,):
+        raise ValueError(
+            "`key` must be a jax.random key (jax.random.key(0) or jax.random.PRNGKey(0)), got "
+            f"{type(key).__name__} of dtype {arr.dtype} and shape {arr.shape}."
+        )
+    return jax.random.wrap_key_data(jnp.asarray(arr))
 
 
 def split_pow2(value) -> tuple:

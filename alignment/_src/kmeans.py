@@ -99,29 +99,6 @@ _UNCONVERGED_HINT = "raise max_iters or tol"
 # --------------------------------------------------------------------------------------------
 
 
-def _check_key(key) -> jax.Array:
-    """A typed ``jax.random`` key (a raw ``uint32[2]`` key is wrapped)."""
-    if key is None:
-        raise ValueError(
-            "`key` must be a jax.random key (jax.random.key(0)) for the k-means++ seeding, got "
-            "None; or pass `init`."
-        )
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(
-                f"`key` must be a single jax.random key (shape ()), got shape {key.shape}; for "
-                "a batch of datasets, jax.vmap over the keys."
-            )
-        return key
-    arr = jnp.asarray(key)
-    if arr.dtype != jnp.uint32 or arr.shape != (2,):
-        raise ValueError(
-            "`key` must be a jax.random key (jax.random.key(0) or jax.random.PRNGKey(0)), got "
-            f"dtype {arr.dtype} and shape {arr.shape}."
-        )
-    return jax.random.wrap_key_data(arr)
-
-
 # --------------------------------------------------------------------------------------------
 # The algorithm (on centred data; zero-weight rows are zero here).
 # --------------------------------------------------------------------------------------------
@@ -372,7 +349,9 @@ def kmeans(
         bad = bad | ~jnp.all(jnp.isfinite(init))
         init, keys = init.astype(dtype), None
     else:
-        keys = jax.random.split(_check_key(key), n_init)
+        keys = jax.random.split(
+            checks.prng_key(key, " for the k-means++ seeding; or pass `init`"), n_init
+        )
     out = _kmeans(x.astype(dtype), w, keys, init, tol, bad, k=k, n_init=n_init, max_iters=max_iters)
     # NaN outputs (bad input) say so themselves: no convergence warning for them
     checks.warn_unconverged(out.converged | (out.n_iters < 0), "kmeans", _UNCONVERGED_HINT)

@@ -182,19 +182,6 @@ def _check_view_list(views, name: str = "views") -> tuple[jax.Array, ...]:
     return tuple(a.astype(dtype) for a in arrs)
 
 
-def _static_k(k, kmax: int, what: str, shapes: str) -> int:
-    """``k`` as a Python int in ``[1, kmax]`` (``None``: ``kmax``)."""
-    if k is None:
-        return kmax
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise ValueError(
-            f"`k` must be None or a Python int (static), got {k!r} of type {type(k).__name__}."
-        )
-    if not 1 <= int(k) <= kmax:
-        raise ValueError(f"`k`={int(k)} must be between 1 and {what} = {kmax} for {shapes}.")
-    return int(k)
-
-
 def _blocks(dims: Sequence[int]) -> list[slice]:
     edges = np.cumsum([0, *dims])
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
@@ -317,7 +304,9 @@ def mcca(
     """
     views = _check_view_list(views)
     dims = [v.shape[1] for v in views]
-    k = _static_k(k, min(dims), "min_i d_i", f"views of shapes {[v.shape for v in views]}")
+    k = checks.static_k_at_most(
+        k, min(dims), "min_i d_i", f"views of shapes {[v.shape for v in views]}"
+    )
     dtype = checks.compute_dtype(views[0].dtype)
     reg_m, reg_e = _cca_mod._reg_parts(reg, "nonnegative", dtype)
     out = _mcca(tuple(v.astype(dtype) for v in views), reg_m, reg_e, k)
@@ -466,7 +455,9 @@ def dmcca_loss(
     """
     views = _check_view_list(views)
     dims = [v.shape[1] for v in views]
-    k = _static_k(k, min(dims), "min_i d_i", f"views of shapes {[v.shape for v in views]}")
+    k = checks.static_k_at_most(
+        k, min(dims), "min_i d_i", f"views of shapes {[v.shape for v in views]}"
+    )
     dtype = checks.compute_dtype(views[0].dtype)
     reg_m, reg_e = _cca_mod._reg_parts(reg, "positive", dtype)
     out = _dmcca(tuple(v.astype(dtype) for v in views), reg_m, reg_e, k)
@@ -618,7 +609,7 @@ def kernel_cca(
     elif key is not None:
         raise ValueError("`key` draws Nyström landmarks: pass it only together with `rank`.")
     kmax = n if rank is None else rank
-    k = _static_k(
+    k = checks.static_k_at_most(
         k, kmax, "n" if rank is None else "rank", f"x: {x.shape} and y: {y.shape}, rank={rank}"
     )
     dtype = checks.compute_dtype(x.dtype)
@@ -632,7 +623,7 @@ def kernel_cca(
         if key is None:
             idx = jnp.asarray(np.round(np.linspace(0, n - 1, rank)).astype(np.int32))
         else:
-            idx = jax.random.choice(_check_key(key), n, (rank,), replace=False)
+            idx = jax.random.choice(checks.prng_key(key), n, (rank,), replace=False)
         lx, ly = xc[idx], yc[idx]
         reg_m, reg_e = _cca_mod._reg_parts(reg, "positive", dtype)
         out = _kcca_nystrom(
@@ -647,26 +638,6 @@ def kernel_cca(
             k,
         )
     return jax.tree.map(lambda a: a.astype(x.dtype), out)
-
-
-def _check_key(key) -> jax.Array:
-    """A typed ``jax.random`` key (a raw ``uint32[2]`` key is wrapped)."""
-    if key is None:
-        raise ValueError("`key` must be a jax.random key (jax.random.key(0)), got None.")
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(
-                f"`key` must be a single jax.random key (shape ()), got shape {key.shape}; for "
-                "a batch, jax.vmap over the keys."
-            )
-        return key
-    arr = jnp.asarray(key)
-    if arr.dtype != jnp.uint32 or arr.shape != (2,):
-        raise ValueError(
-            "`key` must be a jax.random key (jax.random.key(0) or jax.random.PRNGKey(0)), got "
-            f"dtype {arr.dtype} and shape {arr.shape}."
-        )
-    return jax.random.wrap_key_data(arr)
 
 
 def _center_gram(g: jax.Array) -> jax.Array:

@@ -30,28 +30,6 @@ from alignment._src import checks
 __all__ = ["random_projections", "sliced_wasserstein"]
 
 
-def _check_key(key) -> None:
-    """Raises ``ValueError`` unless ``key`` is a JAX PRNG key (typed, or raw ``uint32``)."""
-    if key is None:
-        raise ValueError(
-            "`key` must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), got None."
-        )
-    dtype = getattr(key, "dtype", None)
-    shape = tuple(getattr(key, "shape", ()))
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        if shape != ():
-            raise ValueError(
-                f"`key` must be a single PRNG key, got an array of keys of shape {shape} (for "
-                "several, jax.vmap over them)."
-            )
-        return
-    if dtype is None or dtype != jnp.uint32 or len(shape) != 1:
-        raise ValueError(
-            "`key` must be a JAX PRNG key (jax.random.key(0) or jax.random.PRNGKey(0)), got "
-            f"{type(key).__name__} of dtype {dtype} and shape {shape}."
-        )
-
-
 def random_projections(
     key: jax.Array, d: int, n_projections: int, dtype: jax.typing.DTypeLike | None = None
 ) -> jax.Array:
@@ -79,7 +57,7 @@ def random_projections(
       >>> theta.shape, bool(jax.numpy.allclose((theta**2).sum(0), 1.0))
       ((3, 5), True)
     """
-    _check_key(key)
+    key = checks.prng_key(key)
     d = checks.static_int(d, "d", minimum=1)
     n_projections = checks.static_int(n_projections, "n_projections", minimum=1)
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
@@ -263,6 +241,6 @@ def sliced_wasserstein(
             if not np.isclose(total, 1.0, rtol=rtol, atol=0.0):
                 raise ValueError(f"`{name}` must sum to 1 (a probability vector), got {total!r}.")
     n_projections = checks.static_int(n_projections, "n_projections", minimum=1)
-    _check_key(key)
+    key = checks.prng_key(key)
     p = _static_p(p)
     return _sliced_core(x, y, a, b, key, n_projections, p, rtol, jnp.dtype(out_dtype).name)
