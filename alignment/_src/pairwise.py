@@ -144,6 +144,31 @@ def _assemble(out, n, m, bx, by, symmetric, rows, cols):
     return jax.tree.map(assemble, out)
 
 
+def _parse(fn, xs, ys, block_size, symmetric, checkpoint):
+    """Validates the arguments of :func:`pairwise` (and its sharded form).
+
+    Returns ``(symmetric, xl, xdef, n, yl, ydef, m, bx, by)``: the resolved ``symmetric``, the
+    leaves, structure and size of each set, and the block sizes clipped to ``n`` and ``m``.
+    """
+    if not callable(fn):
+        raise ValueError(f"`fn` must be a callable fn(x_item, y_item) -> scalar, got {fn!r}.")
+    block_size = static_int(block_size, "block_size", minimum=1)
+    static_choice(symmetric, "symmetric", (None, True, False))
+    static_choice(checkpoint, "checkpoint", (True, False))
+    xl, xdef, n = _leading(xs, "xs")
+    if ys is None:
+        symmetric = True if symmetric is None else symmetric
+        yl, ydef, m = xl, xdef, n
+    else:
+        if symmetric:
+            raise ValueError(
+                "`symmetric=True` is for one set against itself: omit `ys` (got `ys` as well)."
+            )
+        symmetric = False
+        yl, ydef, m = _leading(ys, "ys")
+    return symmetric, xl, xdef, n, yl, ydef, m, min(block_size, n), min(block_size, m)
+
+
 def pairwise(
     fn: Callable,
     xs,
@@ -236,24 +261,9 @@ def pairwise(
       >>> G.shape
       (4, 2)
     """
-    if not callable(fn):
-        raise ValueError(f"`fn` must be a callable fn(x_item, y_item) -> scalar, got {fn!r}.")
-    block_size = static_int(block_size, "block_size", minimum=1)
-    static_choice(symmetric, "symmetric", (None, True, False))
-    static_choice(checkpoint, "checkpoint", (True, False))
-    xl, xdef, n = _leading(xs, "xs")
-    if ys is None:
-        symmetric = True if symmetric is None else symmetric
-        yl, ydef, m = xl, xdef, n
-    else:
-        if symmetric:
-            raise ValueError(
-                "`symmetric=True` is for one set against itself: omit `ys` (got `ys` as well)."
-            )
-        symmetric = False
-        yl, ydef, m = _leading(ys, "ys")
-    bx = min(block_size, n)
-    by = min(block_size, m)
+    symmetric, xl, xdef, n, yl, ydef, m, bx, by = _parse(
+        fn, xs, ys, block_size, symmetric, checkpoint
+    )
     args = (fn, xdef, ydef, n, m, bx, by, symmetric, checkpoint, xl, None if symmetric else yl)
     try:
         hash(fn)

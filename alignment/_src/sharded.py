@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
-from alignment._src.checks import static_choice, static_int
-from alignment._src.pairwise import _assemble, _block_fn, _leading, _pad, _padded_grid
+from alignment._src.checks import static_int
+from alignment._src.pairwise import _assemble, _block_fn, _leading, _pad, _padded_grid, _parse
 
 __all__ = ["sharded_map", "sharded_pairwise"]
 
@@ -160,24 +160,10 @@ def sharded_pairwise(
       >>> D.shape, bool(jnp.allclose(D, al.pairwise(fn, X, block_size=4)))
       ((12, 12), True)
     """
-    if not callable(fn):
-        raise ValueError(f"`fn` must be a callable fn(x_item, y_item) -> scalar, got {fn!r}.")
-    block_size = static_int(block_size, "block_size", minimum=1)
-    static_choice(symmetric, "symmetric", (None, True, False))
-    static_choice(checkpoint, "checkpoint", (True, False))
+    symmetric, xl, xdef, n, yl, ydef, m, bx, by = _parse(
+        fn, xs, ys, block_size, symmetric, checkpoint
+    )
     mesh, axes = _mesh(mesh)
-    xl, xdef, n = _leading(xs, "xs")
-    if ys is None:
-        symmetric = True if symmetric is None else symmetric
-        yl, ydef, m = xl, xdef, n
-    else:
-        if symmetric:
-            raise ValueError(
-                "`symmetric=True` is for one set against itself: omit `ys` (got `ys` as well)."
-            )
-        symmetric = False
-        yl, ydef, m = _leading(ys, "ys")
-    bx, by = min(block_size, n), min(block_size, m)
     xl, yl, rows, cols = _padded_grid(n, m, bx, by, symmetric, xl, yl)
     count = len(rows)
     padded = -(-count // mesh.size) * mesh.size
