@@ -104,6 +104,7 @@ from alignment._src.kmeans import (
     KMeansOutput,
     kmeans,
     kmeans_assign,
+    minibatch_kmeans,
 )
 from alignment._src.lower_bounds import (
     DTWNeighborOutput,
@@ -261,6 +262,7 @@ __all__ = [
     "masked_softmax",
     "mcca",
     "mcca_transform",
+    "minibatch_kmeans",
     "pairwise",
     "polynomial_kernel",
     "random_projections",

@@ -30,7 +30,15 @@ from pathlib import Path
 
 from benchmarks import _harness as h
 
-FAMILIES = ("soft_dtw", "sinkhorn", "assignment", "gaussian")
+FAMILIES = (
+    "soft_dtw",
+    "sinkhorn",
+    "assignment",
+    "gaussian",
+    "ot_toolbox",
+    "series_toolbox",
+    "coordination",
+)
 GPU_FAMILIES = ("soft_dtw",)  # families with a "gpu" configuration
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results"
 

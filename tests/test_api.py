@@ -88,6 +88,7 @@ EXPECTED = {
     "masked_softmax",
     "mcca",
     "mcca_transform",
+    "minibatch_kmeans",
     "pairwise",
     "polynomial_kernel",
     "random_projections",

@@ -144,8 +144,8 @@ def test_dtw_and_soft_dtw_against_brute_force(rng, t, s, window, enable_x64):
 
 def test_window_admits_documented_cells_and_every_positive_window_is_feasible():
     """The band claim of the docstring: window >= 1 always has a path; 0 only if t == s."""
-    for t in range(1, 9):
-        for s in range(1, 9):
+    for t in range(1, 7):
+        for s in range(1, 7):
             for window in (0, 1, 2):
                 mask = ref.admissible(t, s, window)
                 feasible = np.isfinite(ref.dtw_value(np.where(mask, 0.0, np.inf)))
