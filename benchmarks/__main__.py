@@ -1,7 +1,7 @@
 """The benchmark suite: every family against its peers, one Markdown table and one JSON.
 
 Run:
-    python -m benchmarks            # the CPU configuration of every family (about 30 minutes)
+    python -m benchmarks            # the CPU configuration of every family (about 35 minutes)
     python -m benchmarks --quick    # tiny sizes, a few minutes: checks that everything runs
     python -m benchmarks --gpu      # the families with a GPU configuration (soft-DTW, b = 64,
                                     # t = s = 1024), on the accelerator JAX finds

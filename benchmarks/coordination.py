@@ -778,7 +778,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         errs = r["errors"]
         check = errs["check"]
-        check_spec = ".4f" if r["case"].startswith("kmeans") else ".1e"
+        check_spec = ".4f" if "kmeans" in r["case"] else ".1e"
         lines.append(
             [
                 r["case"],

@@ -66,6 +66,31 @@ def test_matches_pot_with_the_same_projections(enable_x64, rng, p):
     np.testing.assert_allclose(sw_grad(x, y, ap, bp, p)[0], ref, rtol=F64)
 
 
+@pytest.mark.parametrize("p", [1, 2, 3.5])
+def test_uniform_equal_size_fast_path(enable_x64, rng, p):
+    """a = b = None with n = m sorts once per cloud: POT's value, and the general path's value
+    and gradients (explicit uniform weights take the general path)."""
+    x, y, _, _ = _clouds(rng)
+    y[2] = y[5]  # ties in every projection of y
+    uniform = np.full(N, 1.0 / N)
+    ref = pot.sliced_wasserstein_distance(x, y, p=p, projections=_theta())
+
+    def fast(x, y):
+        return sliced_wasserstein(x, y, n_projections=L, key=KEY, p=p)
+
+    def general(x, y):
+        return sliced_wasserstein(x, y, uniform, uniform, n_projections=L, key=KEY, p=p)
+
+    np.testing.assert_allclose(fast(x, y), ref, rtol=F64)
+    np.testing.assert_allclose(fast(x, y), general(x, y), rtol=1e-12)
+    for got, want in zip(
+        jax.grad(fast, (0, 1))(x, y), jax.grad(general, (0, 1))(x, y), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert float(fast(x, x)) == 0.0
+    assert np.all(np.asarray(jax.grad(fast)(x, x)) == 0.0)
+
+
 def test_projections_are_unit_columns_and_key_dependent():
     theta = random_projections(KEY, D, L)
     assert theta.shape == (D, L) and theta.dtype == jnp.float32

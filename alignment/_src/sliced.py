@@ -105,6 +105,23 @@ def _wasserstein_1d_pp(u, v, a, b, p: float) -> jax.Array:
     return jnp.sum(delta * cost, axis=0)
 
 
+def _wasserstein_1d_equal_pp(u, v, p: float) -> jax.Array:
+    """``W_p^p`` between the columns of ``u [n, L]`` and ``v [n, L]``, all weights ``1 / n``.
+
+    The quantile functions of two uniform clouds of one size step at the same levels, so the
+    matching pairs the ``i``-th smallest values: ``mean_i |sort(u)_i - sort(v)_i|^p``. One sort
+    of each cloud (along the minor axis) instead of three sorts and two searches.
+    """
+    diff = jnp.sort(u.T, axis=1) - jnp.sort(v.T, axis=1)  # [L, n]
+    if p == 1:
+        cost = jnp.where(diff == 0, 0.0, jnp.abs(diff))
+    elif p == 2:
+        cost = diff * diff
+    else:
+        cost = jnp.abs(diff) ** p
+    return jnp.mean(cost, axis=1)
+
+
 def _project(x, w, theta):
     """Projections ``x theta`` of the points of positive weight; points of zero weight read as
     the largest projected value of the others (they sort last and, having no mass, are only
@@ -124,8 +141,10 @@ def _root(s: jax.Array, p: float) -> jax.Array:
     return jnp.where(pos, root, jnp.where(jnp.isnan(s), s, jnp.zeros_like(s)))
 
 
-@functools.partial(jax.jit, static_argnames=("n_projections", "p", "rtol", "out_dtype"))
-def _sliced_core(x, y, a, b, key, n_projections: int, p: float, rtol: float, out_dtype: str):
+@functools.partial(jax.jit, static_argnames=("n_projections", "p", "rtol", "out_dtype", "uniform"))
+def _sliced_core(
+    x, y, a, b, key, n_projections: int, p: float, rtol: float, out_dtype: str, uniform: bool
+):
     cdt = checks.compute_dtype(out_dtype)
     x, y, a, b = (v.astype(cdt) for v in (x, y, a, b))
     bad = jnp.asarray(False)
@@ -134,7 +153,10 @@ def _sliced_core(x, y, a, b, key, n_projections: int, p: float, rtol: float, out
     theta = _projections(key, x.shape[1], n_projections, jnp.dtype(cdt).name)
     u, v = _project(x, a, theta), _project(y, b, theta)
     a, b = jnp.where(a > 0, a, 0.0), jnp.where(b > 0, b, 0.0)
-    value = _root(jnp.mean(_wasserstein_1d_pp(u, v, a, b, p)), p)
+    if uniform:  # a = b = None and n = m: the same value by one sort per cloud
+        value = _root(jnp.mean(_wasserstein_1d_equal_pp(u, v, p)), p)
+    else:
+        value = _root(jnp.mean(_wasserstein_1d_pp(u, v, a, b, p)), p)
     return checks.nan_if(bad, value).astype(out_dtype)
 
 
@@ -173,7 +195,8 @@ def sliced_wasserstein(
     ``p = 1``).
 
     Numerics: ``O(L (n + m) log(n + m))`` work and ``O(L (n + m))`` memory (sorting, no
-    ``[n, m]`` matrix). Zero at ``x == y``; the Monte-Carlo error decreases like
+    ``[n, m]`` matrix); with ``a = b = None`` and ``n = m`` a faster path sorts each projected
+    cloud once and pairs the sorted values. Zero at ``x == y``; the Monte-Carlo error decreases like
     ``1 / sqrt(L)``. Gradients in ``x``, ``y``, ``a``, ``b`` are those of the sorted matching
     (at ties, the one the stable sort picks: a valid subgradient) and stay finite at
     ``x == y``, where the ``1 / p`` power has an infinite derivative: there the gradient is 0
@@ -231,6 +254,7 @@ def sliced_wasserstein(
     out_dtype = x.dtype
     cdt = checks.compute_dtype(out_dtype)
     n, m = x.shape[0], y.shape[0]
+    uniform = a is None and b is None and n == m
     in_dtypes = [cdt] + [w.dtype for w in (a, b) if hasattr(w, "dtype")]
     rtol = max(checks.mass_rtol(dt) for dt in in_dtypes if jnp.issubdtype(dt, jnp.floating))
     a, _ = checks.weights(a, n, "a", cdt, what=" [n] to match `x`")
@@ -243,4 +267,4 @@ def sliced_wasserstein(
     n_projections = checks.static_int(n_projections, "n_projections", minimum=1)
     key = checks.prng_key(key)
     p = _static_p(p)
-    return _sliced_core(x, y, a, b, key, n_projections, p, rtol, jnp.dtype(out_dtype).name)
+    return _sliced_core(x, y, a, b, key, n_projections, p, rtol, jnp.dtype(out_dtype).name, uniform)
