@@ -204,19 +204,80 @@ def _lloyd(xc, w, pos, c0, tol_abs, max_iters: int):
     return s.centroids, s.it, s.done
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iters"))
-def _kmeans(x, w, keys, init, tol, bad, *, k: int, n_init: int, max_iters: int) -> KMeansOutput:
+def _parse(x, k, weights, init):
+    """The checks :func:`kmeans` and :func:`minibatch_kmeans` share.
+
+    Returns ``(x, k, dtype, w, bad, init)``: ``x`` a 2-D float array, ``k`` the static int,
+    ``dtype`` the compute dtype, ``w`` the weights (ones by default) and ``bad`` their traced
+    flag (with a non-finite traced ``init`` folded in), ``init`` cast to ``dtype`` or None.
+    """
+    x = checks.as_float_array(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"`x` must be a 2-D array [n, d] (points by features), got {x.shape}.")
+    n, d = x.shape
+    k = checks.static_int(k, "k", minimum=1)
+    if k > n:
+        raise ValueError(f"`k`={k} must be at most n = {n}, the number of points in x: {x.shape}.")
+    dtype = checks.compute_dtype(x.dtype)
+    if weights is None:
+        w, bad = jnp.ones((n,), dtype), jnp.asarray(False)
+    else:
+        w, bad = checks.weights(
+            weights, n, "weights", dtype, what=f" (one per row of x: {x.shape})"
+        )
+        if checks.is_concrete(w):
+            count = int(jnp.sum(w > 0))
+            if count < k:
+                raise ValueError(
+                    f"`weights` must have at least k = {k} positive entries (one point per "
+                    f"cluster), got {count}."
+                )
+    if init is not None:
+        init = checks.as_float_array(init, "init")
+        if init.shape != (k, d):
+            raise ValueError(
+                f"`init` must have shape [k, d] = ({k}, {d}) for k={k} and x: {x.shape}, got "
+                f"{init.shape}."
+            )
+        if checks.is_concrete(init) and not bool(jnp.all(jnp.isfinite(init))):
+            raise ValueError("`init` must be finite.")
+        bad = bad | ~jnp.all(jnp.isfinite(init))
+        init = init.astype(dtype)
+    return x, k, dtype, w, bad, init
+
+
+def _centre(x, w, bad):
+    """The fit's view of the data: ``(xc, w, pos, mean, variance, bad)``.
+
+    Weights of rows that are bad, or of a bad problem, become 0 (all ones if none is left: the
+    outputs are NaN then anyway); rows of weight 0 are zeroed (never read); the others are
+    centred on the weighted mean. ``bad`` gains NaN or inf in a row of positive weight.
+    """
     pos = w > 0
-    finite_rows = jnp.all(jnp.isfinite(x), axis=1)
-    bad = bad | checks.invalid_scalar(tol, "nonnegative") | jnp.any(pos & ~finite_rows)
+    bad = bad | jnp.any(pos & ~jnp.all(jnp.isfinite(x), axis=1))
     w = jnp.where(pos & ~bad, w, 0.0)
     w = jnp.where(jnp.any(w > 0), w, 1.0)  # a stand-in for bad weights (outputs become NaN)
     pos = w > 0
-    xz = jnp.where(pos[:, None] & ~bad, x, 0.0)  # zero-weight rows are never read
+    xz = jnp.where(pos[:, None] & ~bad, x, 0.0)
     total = jnp.sum(w)
     mean = jnp.sum(w[:, None] * xz, axis=0) / total
     xc = jnp.where(pos[:, None], xz - mean, 0.0)
     variance = jnp.sum(w[:, None] * xc * xc, axis=0) / total
+    return xc, w, pos, mean, variance, bad
+
+
+def _stray_labels(x, pos, mean, centred_centroids):
+    """Labels of the zero-weight rows (nearest centroid from their own values, ``-1`` if not
+    finite), after the fit; positive-weight rows get ``-1`` here (the caller keeps theirs)."""
+    stray = jnp.where(pos[:, None], 0.0, x - mean)
+    nearest = jnp.argmin(_sq_dist(stray, centred_centroids), axis=1).astype(jnp.int32)
+    return jnp.where(jnp.all(jnp.isfinite(stray), axis=1), nearest, -1)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "n_init", "max_iters"))
+def _kmeans(x, w, keys, init, tol, bad, *, k: int, n_init: int, max_iters: int) -> KMeansOutput:
+    bad = bad | checks.invalid_scalar(tol, "nonnegative")
+    xc, w, pos, mean, variance, bad = _centre(x, w, bad)
     tol_abs = jnp.where(bad, 0.0, tol) * jnp.mean(variance)
 
     if init is None:
@@ -233,13 +294,7 @@ def _kmeans(x, w, keys, init, tol, bad, *, k: int, n_init: int, max_iters: int) 
     best = jnp.argmin(jnp.where(jnp.isnan(inertias), jnp.inf, inertias))
     centroids = cents[best] + mean
     labels = labels_all[best]
-    # zero-weight rows: labelled by their nearest centroid, after the fit, from their own values
-    stray = jnp.where(pos[:, None], 0.0, x - mean)
-    d_stray = _sq_dist(stray, cents[best])
-    stray_labels = jnp.where(
-        jnp.all(jnp.isfinite(stray), axis=1), jnp.argmin(d_stray, axis=1).astype(jnp.int32), -1
-    )
-    labels = jnp.where(pos, labels, stray_labels)
+    labels = jnp.where(pos, labels, _stray_labels(x, pos, mean, cents[best]))
     out = KMeansOutput(centroids, labels, inertias[best], iters[best], conv[best])
     return checks.nan_if(bad, out)
 
@@ -311,43 +366,14 @@ def kmeans(
       >>> bool(a[0] == a[1]) and bool(a[0] != a[2])
       True
     """
-    x = checks.as_float_array(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"`x` must be a 2-D array [n, d] (points by features), got {x.shape}.")
-    n, d = x.shape
-    k = checks.static_int(k, "k", minimum=1)
-    if k > n:
-        raise ValueError(f"`k`={k} must be at most n = {n}, the number of points in x: {x.shape}.")
+    x, k, dtype, w, bad, init = _parse(x, k, weights, init)
     n_init = checks.static_int(n_init, "n_init", minimum=1)
     max_iters = checks.static_int(max_iters, "max_iters", minimum=1)
     checks.scalar(tol, "tol", "nonnegative")
-    dtype = checks.compute_dtype(x.dtype)
-    if weights is None:
-        w, bad = jnp.ones((n,), dtype), jnp.asarray(False)
-    else:
-        w, bad = checks.weights(
-            weights, n, "weights", dtype, what=f" (one per row of x: {x.shape})"
-        )
-        if checks.is_concrete(w):
-            count = int(jnp.sum(w > 0))
-            if count < k:
-                raise ValueError(
-                    f"`weights` must have at least k = {k} positive entries (one point per "
-                    f"cluster), got {count}."
-                )
     if init is not None:
-        init = checks.as_float_array(init, "init")
-        if init.shape != (k, d):
-            raise ValueError(
-                f"`init` must have shape [k, d] = ({k}, {d}) for k={k} and x: {x.shape}, got "
-                f"{init.shape}."
-            )
         if n_init != 1:
             raise ValueError(f"`n_init` must be 1 when `init` is given, got {n_init}.")
-        if checks.is_concrete(init) and not bool(jnp.all(jnp.isfinite(init))):
-            raise ValueError("`init` must be finite.")
-        bad = bad | ~jnp.all(jnp.isfinite(init))
-        init, keys = init.astype(dtype), None
+        keys = None
     else:
         keys = jax.random.split(
             checks.prng_key(key, " for the k-means++ seeding; or pass `init`"), n_init
@@ -502,22 +528,12 @@ def _minibatch_kmeans(
     x, w, key, init, tol, ratio, bad, *, k, batch_size, max_steps, init_size, patience
 ) -> KMeansOutput:
     n = x.shape[0]
-    pos = w > 0
-    finite_rows = jnp.all(jnp.isfinite(x), axis=1)
     bad = (
         bad
         | checks.invalid_scalar(tol, "nonnegative")
         | checks.invalid_scalar(ratio, "nonnegative")
-        | jnp.any(pos & ~finite_rows)
     )
-    w = jnp.where(pos & ~bad, w, 0.0)
-    w = jnp.where(jnp.any(w > 0), w, 1.0)
-    pos = w > 0
-    xz = jnp.where(pos[:, None] & ~bad, x, 0.0)
-    total = jnp.sum(w)
-    mean = jnp.sum(w[:, None] * xz, axis=0) / total
-    xc = jnp.where(pos[:, None], xz - mean, 0.0)
-    variance = jnp.sum(w[:, None] * xc * xc, axis=0) / total
+    xc, w, pos, mean, variance, bad = _centre(x, w, bad)
     tol_abs = jnp.where(bad, 0.0, tol) * jnp.mean(variance)
     ratio = jnp.where(bad, 0.0, ratio)
 
@@ -550,13 +566,7 @@ def _minibatch_kmeans(
     )
     labels = jnp.argmin(_sq_dist(xc, cents), axis=1).astype(jnp.int32)
     inertia = jnp.sum(w * _own_dist(xc, cents, labels))
-    stray = jnp.where(pos[:, None], 0.0, x - mean)
-    stray_labels = jnp.where(
-        jnp.all(jnp.isfinite(stray), axis=1),
-        jnp.argmin(_sq_dist(stray, cents), axis=1).astype(jnp.int32),
-        -1,
-    )
-    labels = jnp.where(pos, labels, stray_labels)
+    labels = jnp.where(pos, labels, _stray_labels(x, pos, mean, cents))
     out = KMeansOutput(cents + mean, labels, inertia, steps, conv)
     return checks.nan_if(bad, out)
 
@@ -634,13 +644,8 @@ def minibatch_kmeans(
       >>> sorted((jnp.round(out.centroids, 1) + 0.0).tolist()), round(float(out.inertia))
       ([[0.0, 0.5], [10.0, 0.5]], 50)
     """
-    x = checks.as_float_array(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"`x` must be a 2-D array [n, d] (points by features), got {x.shape}.")
-    n, d = x.shape
-    k = checks.static_int(k, "k", minimum=1)
-    if k > n:
-        raise ValueError(f"`k`={k} must be at most n = {n}, the number of points in x: {x.shape}.")
+    x, k, dtype, w, bad, init = _parse(x, k, weights, init)
+    n = x.shape[0]
     batch_size = min(checks.static_int(batch_size, "batch_size", minimum=1), n)
     max_steps = checks.static_int(max_steps, "max_steps", minimum=1, allow_none=True)
     if max_steps is None:
@@ -657,31 +662,6 @@ def minibatch_kmeans(
         )
     checks.scalar(tol, "tol", "nonnegative")
     checks.scalar(reassignment_ratio, "reassignment_ratio", "nonnegative")
-    dtype = checks.compute_dtype(x.dtype)
-    if weights is None:
-        w, bad = jnp.ones((n,), dtype), jnp.asarray(False)
-    else:
-        w, bad = checks.weights(
-            weights, n, "weights", dtype, what=f" (one per row of x: {x.shape})"
-        )
-        if checks.is_concrete(w):
-            count = int(jnp.sum(w > 0))
-            if count < k:
-                raise ValueError(
-                    f"`weights` must have at least k = {k} positive entries (one point per "
-                    f"cluster), got {count}."
-                )
-    if init is not None:
-        init = checks.as_float_array(init, "init")
-        if init.shape != (k, d):
-            raise ValueError(
-                f"`init` must have shape [k, d] = ({k}, {d}) for k={k} and x: {x.shape}, got "
-                f"{init.shape}."
-            )
-        if checks.is_concrete(init) and not bool(jnp.all(jnp.isfinite(init))):
-            raise ValueError("`init` must be finite.")
-        bad = bad | ~jnp.all(jnp.isfinite(init))
-        init = init.astype(dtype)
     key = checks.prng_key(key, " for the mini-batches (and the k-means++ seeding)")
     out = _minibatch_kmeans(
         x.astype(dtype),
