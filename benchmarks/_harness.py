@@ -27,6 +27,7 @@ memory the compiled program allocates besides its arguments and outputs, and on 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
 import importlib.metadata
 import json
@@ -272,6 +273,26 @@ def run_worker(module: str, args: Sequence[str], *, timeout: float = 900.0) -> N
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-4000:]
         raise RuntimeError(f"worker {module} {' '.join(args)} failed ({proc.returncode}):\n{tail}")
+
+
+def run_workers(
+    module: str, runs: Sequence[tuple[str, Sequence[str]]], jobs: int, *, timeout: float = 900.0
+) -> None:
+    """:func:`run_worker` for each ``(label, args)`` of ``runs``, ``jobs`` at a time (1 for
+    meaningful timings), printing each label to stderr as it starts."""
+
+    def one(run):
+        label, args = run
+        print(f"{label} ...", file=sys.stderr, flush=True)
+        run_worker(module, args, timeout=timeout)
+
+    if jobs <= 1:
+        for run in runs:
+            one(run)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        for future in [pool.submit(one, run) for run in runs]:
+            future.result()
 
 
 # --------------------------------------------------------------------------------------------

@@ -118,7 +118,6 @@ case is ours, its ratio is taken over each other method of that case.
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib
 import json
 import os
@@ -631,23 +630,6 @@ def _plan(config: str, tmpdir: Path) -> tuple[list[dict[str, Any]], dict[str, Pa
     return tasks, files
 
 
-def _run_tasks(tasks: list[dict[str, Any]], jobs: int) -> None:
-    """Runs the workers, ``jobs`` at a time (1 for meaningful timings)."""
-
-    def one(task):
-        m = task["method"]
-        print(f"[{m.title}] {m.name} ...", file=sys.stderr, flush=True)
-        h.run_worker(MODULE, task["argv"], timeout=600.0)
-
-    if jobs <= 1:
-        for task in tasks:
-            one(task)
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(one, task) for task in tasks]:
-            future.result()
-
-
 def _load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages (other jobs skew the timings), None if unknown."""
     try:
@@ -683,7 +665,12 @@ def run_benchmark(config: str, out: Path, jobs: int | None = None) -> dict[str, 
     results: dict[tuple[str, str], tuple[dict, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_coordination_") as tmp:
         tasks, files = _plan(config, Path(tmp))
-        _run_tasks(tasks, jobs)
+        h.run_workers(
+            MODULE,
+            [(f"[{t['method'].title}] {t['method'].name}", t["argv"]) for t in tasks],
+            jobs,
+            timeout=600.0,
+        )
         for task in tasks:
             m = task["method"]
             stats = json.loads(task["stem"].with_suffix(".json").read_text())

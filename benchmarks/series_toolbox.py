@@ -130,7 +130,6 @@ MB`` is the compiled program's scratch memory.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -718,22 +717,6 @@ def _plan(config: str, tmpdir: Path) -> tuple[list[dict[str, Any]], Path]:
     return tasks, inputs
 
 
-def _run_tasks(tasks: list[dict[str, Any]], jobs: int) -> None:
-    """Runs the workers, ``jobs`` at a time (1 for meaningful timings)."""
-
-    def one(task):
-        print(f"[{task['title']}] {task['method']} ...", file=sys.stderr, flush=True)
-        h.run_worker(MODULE, task["argv"], timeout=600.0)
-
-    if jobs <= 1:
-        for task in tasks:
-            one(task)
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(one, task) for task in tasks]:
-            future.result()
-
-
 def _case_label(section: str, data: dict[str, np.ndarray], cfg: dict[str, Any]) -> str:
     if section == "subseq":
         (n, t, _), s = data["sub_q"].shape, data["sub_s"].shape[0]
@@ -766,7 +749,12 @@ def run_benchmark(config: str, out: Path, jobs: int | None = None) -> dict[str, 
     results: dict[str, dict[str, tuple[dict, dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_series_toolbox_") as tmp:
         tasks, inputs = _plan(config, Path(tmp))
-        _run_tasks(tasks, jobs)
+        h.run_workers(
+            MODULE,
+            [(f"[{t['title']}] {t['method']}", t["argv"]) for t in tasks],
+            jobs,
+            timeout=600.0,
+        )
         for task in tasks:
             stats = json.loads(task["stem"].with_suffix(".json").read_text())
             with np.load(task["stem"].with_suffix(".npz")) as z:

@@ -58,7 +58,6 @@ holds the device allocator's peak above the inputs (``device_peak_mb``).
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import sys
 import tempfile
@@ -328,23 +327,6 @@ def _plan(config: str, tmpdir: Path, gamma: float) -> list[dict[str, Any]]:
     return tasks
 
 
-def _run_tasks(tasks: list[dict[str, Any]], jobs: int) -> None:
-    """Runs the workers, ``jobs`` at a time (1 for meaningful timings)."""
-
-    def one(task):
-        label = f"[{task['section']} b={task['b']} t=s={task['t']}] {task['method']}"
-        print(f"{label} ...", file=sys.stderr, flush=True)
-        h.run_worker(MODULE, task["argv"])
-
-    if jobs <= 1:
-        for task in tasks:
-            one(task)
-        return
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        for future in [pool.submit(one, task) for task in tasks]:
-            future.result()
-
-
 def run_benchmark(
     config: str, out: Path, gamma: float = GAMMA, jobs: int | None = None
 ) -> dict[str, Any]:
@@ -360,7 +342,11 @@ def run_benchmark(
     device_info = None
     with tempfile.TemporaryDirectory(prefix="bench_soft_dtw_") as tmp:
         tasks = _plan(config, Path(tmp), gamma)
-        _run_tasks(tasks, jobs)
+        h.run_workers(
+            MODULE,
+            [(f"[{t['section']} b={t['b']} t=s={t['t']}] {t['method']}", t["argv"]) for t in tasks],
+            jobs,
+        )
         results: dict[tuple, tuple[dict, dict]] = {}
         for task in tasks:
             stats = json.loads(task["stem"].with_suffix(".json").read_text())
