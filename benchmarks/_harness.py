@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import gc
+import importlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -252,12 +255,31 @@ def output_path(out: Path | None, config: str, default_out: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+IN_PROCESS_ENV = "ALIGNMENT_BENCH_INPROCESS"
+
+
+def in_process() -> bool:
+    """Whether workers run inside this process (``ALIGNMENT_BENCH_INPROCESS=1``).
+
+    The tests set it: their smoke runs check that every method runs and agrees, which needs no
+    fresh process, and each fresh process costs seconds of imports. Timings and memory figures
+    of such a run mean nothing; published runs always use fresh processes.
+    """
+    return os.environ.get(IN_PROCESS_ENV) == "1"
+
+
 def run_worker(module: str, args: Sequence[str], *, timeout: float = 900.0) -> None:
     """Runs ``python -m module *args`` in a fresh process; raises with its stderr on failure.
 
     The worker communicates through files named in ``args`` (not stdout, which libraries may
-    write to).
+    write to). With :func:`in_process` it calls ``module.main(args)`` here instead.
     """
+    if in_process():
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = importlib.import_module(module).main(list(args))
+        if status:
+            raise RuntimeError(f"worker {module} {' '.join(args)} failed ({status})")
+        return
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
@@ -279,14 +301,15 @@ def run_workers(
     module: str, runs: Sequence[tuple[str, Sequence[str]]], jobs: int, *, timeout: float = 900.0
 ) -> None:
     """:func:`run_worker` for each ``(label, args)`` of ``runs``, ``jobs`` at a time (1 for
-    meaningful timings), printing each label to stderr as it starts."""
+    meaningful timings; always 1 :func:`in_process`), printing each label to stderr as it
+    starts."""
 
     def one(run):
         label, args = run
         print(f"{label} ...", file=sys.stderr, flush=True)
         run_worker(module, args, timeout=timeout)
 
-    if jobs <= 1:
+    if jobs <= 1 or in_process():
         for run in runs:
             one(run)
         return

@@ -17,6 +17,12 @@ if os.environ.get("ALIGNMENT_TEST_FAST_COMPILE", "1") != "0":
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
+# The benchmark smoke tests run each method inside the test process instead of a fresh one
+# (benchmarks._harness.in_process): they check that every method runs and agrees, not speed,
+# and a fresh process costs seconds of imports each. tests/test_benchmarks_scaling_smoke.py
+# keeps the fresh-process path tested.
+os.environ.setdefault("ALIGNMENT_BENCH_INPROCESS", "1")
+
 import jax
 import numpy as np
 import pytest

@@ -249,3 +249,152 @@ def test_likelihoods_against_references(rng):
     logits = rng.normal(size=10)
     ref = scipy_stats.multinomial(1, np.exp(logits) / np.exp(logits).sum()).logpmf(np.eye(10)[3])
     np.testing.assert_allclose(m.categorical_log_likelihood(jnp.asarray(logits), 3), ref, rtol=RTOL)
+
+
+# ------------------------------------------------------------------------------------------
+# The mixture baselines (MMVAE, MoPoE), the KL-coupled model and KL annealing.
+# ------------------------------------------------------------------------------------------
+
+
+def _diag(rng, k=K):
+    mean = rng.normal(size=k)
+    var = rng.uniform(0.3, 2.0, size=k)
+    return m.DiagGaussian(jnp.asarray(mean, jnp.float32), jnp.asarray(var, jnp.float32))
+
+
+def _scipy_logpdf(g: m.DiagGaussian, z) -> float:
+    return float(
+        scipy_stats.multivariate_normal(
+            np.asarray(g.mean, float), np.diag(np.asarray(g.var, float))
+        ).logpdf(np.asarray(z, float))
+    )
+
+
+def test_mixture_density_and_moments_against_scipy_and_sampling(rng):
+    comps = tuple(_diag(rng) for _ in range(3))
+    mix = m.Mixture(comps)
+    z = rng.normal(size=K)
+    ref = np.log(np.mean([np.exp(_scipy_logpdf(c, z)) for c in comps]))
+    np.testing.assert_allclose(float(m.log_mixture_density(mix, jnp.asarray(z))), ref, rtol=1e-5)
+    np.testing.assert_allclose(float(m.log_density(comps[0], jnp.asarray(z))),
+                               _scipy_logpdf(comps[0], z), rtol=1e-5)  # fmt: skip
+    # moment matching against a large sample of the mixture
+    n = 400_000
+    which = rng.integers(0, 3, n)
+    means = np.stack([np.asarray(c.mean, float) for c in comps])[which]
+    sds = np.sqrt(np.stack([np.asarray(c.var, float) for c in comps]))[which]
+    draws = means + sds * rng.normal(size=(n, K))
+    g = m.moment_match(mix)
+    np.testing.assert_allclose(g.mean, draws.mean(0), atol=0.01)
+    np.testing.assert_allclose(g.var, draws.var(0), rtol=0.02)
+    assert m.moment_match(comps[0]) is comps[0]
+
+
+def test_kl_diag_against_numerical_integration(rng):
+    g1, g2 = _diag(rng, 2), _diag(rng, 2)
+    grid = np.linspace(-30, 30, 600_001)
+    ref = 0.0
+    for j in range(2):  # the KL of independent coordinates is the sum of the 1-D KLs
+        p = scipy_stats.norm(float(g1.mean[j]), np.sqrt(float(g1.var[j])))
+        q = scipy_stats.norm(float(g2.mean[j]), np.sqrt(float(g2.var[j])))
+        ref += np.trapezoid(p.pdf(grid) * (p.logpdf(grid) - q.logpdf(grid)), grid)
+    np.testing.assert_allclose(float(m.kl_diag(g1, g2)), ref, rtol=1e-5)
+
+
+def _assembled_loss(model, x, y, eps, *, label_weight, w2_weight, kl_weight):
+    """The objectives of mmvae, mopoe and kl_coupled assembled in float64 NumPy/SciPy from the
+    networks' outputs (the networks themselves are not what is tested here)."""
+    e1, e2 = model.encode(x, y)
+    image_ll = lambda z: float(
+        m.bernoulli_log_likelihood(model.image_decoder(jnp.asarray(z, jnp.float32)), x)
+    )
+    label_ll = lambda z: float(
+        m.categorical_log_likelihood(model.label_decoder(jnp.asarray(z, jnp.float32)), y)
+    )
+    eps = np.asarray(eps, float)
+
+    def as_np(g):
+        return np.asarray(g.mean, float), np.asarray(g.var, float)
+
+    def poe(*experts):
+        prec = sum(1 / v for _, v in experts)
+        return sum(mu / v for mu, v in experts) / prec, 1 / prec
+
+    prior = (np.zeros(K), np.ones(K))
+    lognorm = lambda z, g: scipy_stats.multivariate_normal(g[0], np.diag(g[1])).logpdf(z)
+    kl = lambda g: 0.5 * np.sum(g[1] + g[0] ** 2 - 1 - np.log(g[1]))
+    if model.kind == "kl_coupled":
+        g1, g2 = as_np(e1), as_np(e2)
+        z1, z2 = g1[0] + np.sqrt(g1[1]) * eps[0], g2[0] + np.sqrt(g2[1]) * eps[1]
+        kl12 = 0.5 * np.sum(
+            g1[1] / g2[1] + (g1[0] - g2[0]) ** 2 / g2[1] - 1 + np.log(g2[1] / g1[1])
+        )
+        kl21 = 0.5 * np.sum(
+            g2[1] / g1[1] + (g1[0] - g2[0]) ** 2 / g1[1] - 1 + np.log(g1[1] / g2[1])
+        )
+        rec = image_ll(z1) + label_weight * label_ll(z2)
+        return -rec + kl_weight * (kl(g1) + kl(g2)) + w2_weight * 0.5 * (kl12 + kl21)
+    if model.kind == "mmvae":
+        comps = [as_np(e1), as_np(e2)]
+    else:
+        g1, g2 = as_np(e1), as_np(e2)
+        comps = [poe(prior, g1), poe(prior, g2), poe(prior, g1, g2)]
+    zs = [c[0] + np.sqrt(c[1]) * eps[i] for i, c in enumerate(comps)]
+    rec = np.mean([image_ll(z) + label_weight * label_ll(z) for z in zs])
+    if model.kind == "mmvae":
+        log_mix = lambda z: np.log(np.mean([np.exp(lognorm(z, c)) for c in comps]))
+        reg = np.mean([log_mix(z) - lognorm(z, prior) for z in zs])
+    else:
+        reg = np.mean([kl(c) for c in comps])
+    return -rec + kl_weight * reg
+
+
+@pytest.mark.parametrize("kind", ["mmvae", "mopoe", "kl_coupled"])
+def test_mixture_and_kl_coupled_objectives_against_float64_assembly(rng, kind):
+    model = _model(kind)
+    x, y = _batch(rng)
+    eps = jnp.asarray(rng.normal(size=(3, K)), jnp.float32)
+    hyper = {"label_weight": 10.0, "w2_weight": 0.7, "kl_weight": 0.3}
+    loss, metrics = m.example_loss(model, x[0], y[0], eps, **hyper)
+    ref = _assembled_loss(model, x[0], y[0], eps, **hyper)
+    np.testing.assert_allclose(float(loss), ref, rtol=1e-4)
+    assert float(metrics["w2"]) >= 0.0
+    # differentiable, finite, and the batch form averages the example form
+    graphdef, params = nnx.split(model, nnx.Param)
+    loss_fn = jax.jit(m.make_loss_fn(graphdef, w2_weight=0.7, label_weight=10.0))
+    batch = {"x": x, "y": y, "beta": jnp.full(BATCH, 0.3)}
+    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0])(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_mixture_joint_posteriors_and_unimodal_posteriors(rng):
+    x, y = _batch(rng)
+    for kind, n_comp in (("mmvae", 2), ("mopoe", 3)):
+        model = _model(kind)
+        e1, e2 = model.encode(x[0], y[0])
+        joint = m.joint_posterior(model, e1, e2)
+        assert isinstance(joint, m.Mixture) and len(joint.components) == n_comp
+        both, _ = m.decoder_inputs(model, e1, e2, "both", joint)
+        np.testing.assert_allclose(both.mean, m.moment_match(joint).mean, rtol=1e-6)
+    # MoPoE's unimodal posteriors hold the prior expert, MMVAE's are the experts themselves
+    model = _model("mopoe")
+    e1, e2 = model.encode(x[0], y[0])
+    q1, _ = m.unimodal_posteriors(model, e1, e2)
+    np.testing.assert_allclose(q1.var, 1 / (1 + 1 / e1.var), rtol=1e-5)
+    model = _model("mmvae")
+    e1, e2 = model.encode(x[0], y[0])
+    assert m.unimodal_posteriors(model, e1, e2)[0] is e1
+
+
+def test_kl_annealing_weights_travel_with_the_batch():
+    x = np.zeros((10, 2), np.float32)
+    y = np.arange(10, dtype=np.int32)
+    from experiments.mwvae.data import make_batch_fn
+
+    base = make_batch_fn(x, y, seed=0, batch_size=5)
+    fn = m.annealed_batch_fn(base, anneal_steps=4)
+    betas = [float(fn(s)["beta"][0]) for s in range(6)]
+    np.testing.assert_allclose(betas, [0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert fn(3)["beta"].shape == (5,) and fn(3)["beta"].dtype == np.float32
+    np.testing.assert_array_equal(fn(2)["y"], base(2)["y"])
+    assert float(m.annealed_batch_fn(base, 0)(0)["beta"][0]) == 1.0

@@ -87,7 +87,8 @@ def test_batch_fn_shuffles_every_epoch_and_is_deterministic_in_the_step():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"models": ("poe", "mmvae")}, "unknown model"),
+        ({"models": ("poe", "vqvae")}, "unknown model"),
+        ({"kl_anneal_epochs": -1}, "`kl_anneal_epochs` must be an integer >= 0"),
         ({"latent_size": 0}, "`latent_size` must be an integer >= 1"),
         ({"data": "idx", "data_dir": "/nonexistent/mnist"}, "is not a directory"),
         ({"data": "idx"}, "needs `data_dir`"),
@@ -116,6 +117,11 @@ def test_command_line_reaches_every_field():
         "--run-dir", "runs/x", "--models", "poe", "wvae", "--data", "idx", "--data-dir", "/d",
         "--seed", "7", "--latent-size", "16", "--shared-size", "4", "--hidden", "8",
         "--label-hidden", "4", "--w2-weight", "2.5", "--label-weight", "10", "--epochs", "3",
+        "--kl-anneal-epochs", "2", "--comparison", "--validation-fraction", "0.2",
+        "--seeds", "3", "4", "--tune-runs", "2", "--grid-kl-anneal-epochs", "0", "1",
+        "--grid-label-weight", "5", "--grid-w2-weight", "2", "--grid-epochs", "4",
+        "--selection-nll-samples", "8", "--modalities", "4", "--poly-source", "digits",
+        "--poly-models", "poe", "wvae_bary",
         "--batch-size", "32", "--learning-rate", "0.01", "--checkpoint-every-epochs", "2",
         "--log-every-steps", "7", "--nll-samples", "3", "--classifier-epochs", "1",
         "--figure-columns", "5", "--figure-rows", "1", "--overwrite", "--no-progress",
@@ -134,7 +140,7 @@ def test_command_line_reaches_every_field():
     assert parse_config(get_config, ["--data-dir", "/d"]).source == "idx"
     smoke = parse_config(get_config, ["--smoke", "--epochs", "1"])
     assert smoke.data == "digits" and smoke.epochs == 1 and smoke.models == MODELS
-    assert parse_config(get_config, ["--full"]).models == MODELS
+    assert parse_config(get_config, ["--full"]).comparison
     with pytest.raises(SystemExit):
         parse_config(get_config, ["--lambda", "2"])  # not a field: an error, not ignored
 

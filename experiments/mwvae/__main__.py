@@ -11,6 +11,8 @@ from experiments.mwvae.config import get_config
 
 def main(argv: list[str] | None = None) -> dict:
     from experiments.mwvae import __doc__ as doc
+    from experiments.mwvae.compare import run_comparison
+    from experiments.mwvae.poly_run import run_polymnist
     from experiments.mwvae.run import train_and_evaluate
 
     config = parse_config(
@@ -20,13 +22,20 @@ def main(argv: list[str] | None = None) -> dict:
         prog="python -m experiments.mwvae",
     )
     try:
-        summary = train_and_evaluate(config)
+        if config.data == "polymnist":
+            summary = run_polymnist(config)
+        elif config.comparison:
+            summary = run_comparison(config)
+        else:
+            summary = train_and_evaluate(config)
     except (ValueError, NonFiniteLossError) as err:
         sys.exit(f"error: {err}")
     run_dir = Path(config.run_dir)
-    print((run_dir / "results.md").read_text())
-    print(f"figures: {', '.join(str(run_dir / f) for f in summary['figures'])}")
-    print(f"done in {summary['seconds']:.0f} s; results in {(run_dir / 'results.md').resolve()}")
+    name = "results_polymnist.md" if config.data == "polymnist" else "results.md"
+    print((run_dir / name).read_text())
+    if summary["figures"]:
+        print(f"figures: {', '.join(str(run_dir / f) for f in summary['figures'])}")
+    print(f"done in {summary['seconds']:.0f} s; results in {(run_dir / name).resolve()}")
     return summary
 
 

@@ -6,14 +6,18 @@ import dataclasses
 import math
 
 from experiments.mwvae.data import SOURCES
+from experiments.mwvae.poly import POLY_MODELS
 
-MODELS = ("poe", "factorized", "wvae", "wvae_full", "wvae_shared")
+MODELS = ("poe", "mmvae", "mopoe", "factorized", "kl_coupled", "wvae", "wvae_full", "wvae_shared")
 # The default run leaves out wvae_full: its W2 gradient (a batched 64 x 64 SVD per step) makes
 # it over ten times slower per step than the others on a CPU (``--models wvae_full`` runs it).
 DEFAULT_MODELS = ("poe", "factorized", "wvae", "wvae_shared")
 MODEL_DESCRIPTIONS = {
     "poe": "MVAE, product of experts with the prior expert (Wu & Goodman 2018)",
+    "mmvae": "MMVAE, mixture of the two experts, stratified ELBO (Shi et al. 2019)",
+    "mopoe": "MoPoE, mixture of the products of experts of every subset (Sutter et al. 2021)",
     "factorized": "factorized MVAE: one posterior per modality, no coupling (lambda = 0)",
+    "kl_coupled": "factorized + lambda * symmetric KL between the two posteriors (JMVAE-style)",
     "wvae": "multimodal Wasserstein VAE: factorized + lambda * W2^2, diagonal covariances",
     "wvae_full": "multimodal Wasserstein VAE with full covariances (Cholesky factors)",
     "wvae_shared": "Wasserstein VAE with shared + private latents, W2 on the shared part only, "
@@ -32,6 +36,7 @@ TRAINING_FIELDS = (
     "label_hidden",
     "w2_weight",
     "label_weight",
+    "kl_anneal_epochs",
     "batch_size",
     "learning_rate",
 )
@@ -53,8 +58,10 @@ class Config:
     """
 
     run_dir: str = "runs/mwvae"  # results, figures/, and one directory per model (checkpoints)
-    models: tuple[str, ...] = DEFAULT_MODELS  # of poe, factorized, wvae, wvae_full, wvae_shared
-    data: str = "mnist5k"  # mnist5k (bundled), digits (8x8, scikit-learn) or idx (data_dir)
+    models: tuple[str, ...] = DEFAULT_MODELS  # any of MODELS
+    # mnist5k (bundled), digits (8x8, scikit-learn), idx (data_dir), or polymnist: M image
+    # modalities generated from the bundled digits (poly_source) and images (see polymnist.py)
+    data: str = "mnist5k"
     data_dir: str | None = None  # directory of MNIST IDX files; setting it selects data "idx"
     seed: int = 0  # data split, initialisation, batch order and noise
 
@@ -64,7 +71,10 @@ class Config:
     hidden: int = 256  # width of the image MLPs (two hidden layers)
     label_hidden: int = 64  # width of the label MLPs (one hidden layer)
     w2_weight: float = 1.0  # lambda in front of W2^2 (wvae, wvae_full, wvae_shared)
-    label_weight: float = 50.0  # weight of log p(label | z) in training (Wu & Goodman: 50)
+    label_weight: float = 50.0  # weight of log p(label | z) in training
+    # epochs over which the KL weight rises linearly from 0 to 1 (0: no annealing; Wu & Goodman
+    # anneal the MVAE's KL term)
+    kl_anneal_epochs: int = 0
 
     # optimisation
     epochs: int = 30  # passes over the training set (the last partial batch dropped)
@@ -78,6 +88,22 @@ class Config:
     classifier_epochs: int = 15  # the judge of label -> image coherence
     figure_columns: int = 10  # grid width of the reconstruction figures (one class a column)
     figure_rows: int = 6
+
+    # more than two modalities (--data polymnist)
+    modalities: int = 5  # M, the PolyMNIST-style image modalities
+    poly_source: str = "mnist5k"  # the digits they are made of: mnist5k or digits (tests)
+    poly_models: tuple[str, ...] = POLY_MODELS  # the models of the M-modality experiment
+
+    # the fair comparison (the `full` preset): a validation split decides every choice
+    comparison: bool = False  # tune every model on validation, then train `seeds` and test
+    validation_fraction: float = 0.1  # of each class's training images, held out for selection
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # final runs per model (data split, init, noise)
+    tune_runs: int = 4  # training runs per model in the search (the same budget for every model)
+    grid_kl_anneal_epochs: tuple[int, ...] = (0, 10)  # the search space, every model
+    grid_label_weight: tuple[float, ...] = (10.0, 50.0)
+    grid_w2_weight: tuple[float, ...] = (0.3, 1.0, 3.0)  # coupled models only
+    grid_epochs: tuple[int, ...] = (25, 50)  # each run evaluated on validation after these
+    selection_nll_samples: int = 16  # K of the validation NLL (reported, not the criterion)
 
     # running
     overwrite: bool = False  # delete the run's model directories (checkpoints) first
@@ -105,8 +131,12 @@ class Config:
             )
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"`models` lists a model twice: {self.models}.")
-        if self.data not in SOURCES:
-            raise ValueError(f"unknown data source {self.data!r}; expected one of {SOURCES}.")
+        if self.data not in (*SOURCES, "polymnist"):
+            raise ValueError(
+                f"unknown data source {self.data!r}; expected one of {(*SOURCES, 'polymnist')}."
+            )
+        if self.data == "polymnist":
+            self._validate_polymnist()
         if self.source == "idx" and self.data_dir is None:
             raise ValueError("data source 'idx' needs `data_dir` (--data-dir DIR).")
         for name in (
@@ -125,6 +155,12 @@ class Config:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+        if self.comparison:
+            self._validate_comparison()
+        if not isinstance(self.kl_anneal_epochs, int) or self.kl_anneal_epochs < 0:
+            raise ValueError(
+                f"`kl_anneal_epochs` must be an integer >= 0, got {self.kl_anneal_epochs!r}."
+            )
         if "wvae_shared" in self.models and not 1 <= self.shared < self.latent_size:
             raise ValueError(
                 f"`shared_size` must be in [1, latent_size - 1] = [1, {self.latent_size - 1}] for "
@@ -137,6 +173,45 @@ class Config:
                 kind = "> 0" if positive_only else ">= 0"
                 raise ValueError(f"`{name}` must be finite and {kind}, got {value!r}.")
         return self
+
+    def _validate_polymnist(self) -> None:
+        from experiments.mwvae.polymnist import MAX_MODALITIES
+
+        if not isinstance(self.modalities, int) or not 2 <= self.modalities <= MAX_MODALITIES:
+            raise ValueError(
+                f"`modalities` must be an integer in [2, {MAX_MODALITIES}], got "
+                f"{self.modalities!r}."
+            )
+        if self.poly_source not in ("mnist5k", "digits"):
+            raise ValueError(
+                f"`poly_source` must be 'mnist5k' or 'digits', got {self.poly_source!r}."
+            )
+        unknown = [m for m in self.poly_models if m not in POLY_MODELS]
+        if unknown or not self.poly_models:
+            raise ValueError(f"unknown poly model(s) {unknown}; expected some of {POLY_MODELS}.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must be distinct and non-empty, got {self.seeds!r}.")
+
+    def _validate_comparison(self) -> None:
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError(
+                f"`validation_fraction` must lie in (0, 1), got {self.validation_fraction!r}."
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must be distinct and non-empty, got {self.seeds!r}.")
+        grids = {
+            "grid_kl_anneal_epochs": (self.grid_kl_anneal_epochs, 0),
+            "grid_epochs": (self.grid_epochs, 1),
+            "grid_label_weight": (self.grid_label_weight, 0),
+            "grid_w2_weight": (self.grid_w2_weight, 0),
+        }
+        for name, (values, low) in grids.items():
+            if not values or any(not math.isfinite(v) or v < low for v in values):
+                raise ValueError(f"`{name}` must be non-empty, each value >= {low}, got {values}.")
+        for name in ("tune_runs", "selection_nll_samples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
 
     def training_signature(self, model: str) -> dict:
         """What a model directory must have been trained with to be resumed."""
@@ -171,15 +246,21 @@ def get_config(preset: str = "default") -> Config:
             figure_rows=2,
             progress=False,
             fast_compile=True,
+            seeds=(0,),
+            modalities=3,
+            poly_source="digits",
         )
     if preset == "full":
-        # all five models (wvae_full included), trained longer, a tighter joint-NLL estimate
+        # the fair comparison: every model but wvae_full (over ten times slower per step on a
+        # CPU) tuned with the same budget on a validation split, then five seeds on the test set
         return Config(
             run_dir="runs/mwvae_full",
-            models=MODELS,
-            epochs=100,
-            checkpoint_every_epochs=10,
-            nll_samples=256,
-            classifier_epochs=30,
+            models=tuple(m for m in MODELS if m != "wvae_full"),
+            comparison=True,
+            epochs=max(Config.grid_epochs),
+            checkpoint_every_epochs=25,
+            nll_samples=1000,
+            classifier_epochs=15,
+            progress=False,
         )
     raise ValueError(f"unknown preset {preset!r}; expected 'smoke', 'default' or 'full'.")

@@ -46,6 +46,8 @@ class Dataset(NamedTuple):
       y_test: int32 array ``[n_test]``.
       image_shape: ``(h, w)``.
       name: a short description of the source.
+      x_val, y_val: a validation split taken from the training set (see
+        :func:`with_validation`), or None.
     """
 
     x_train: np.ndarray
@@ -54,6 +56,20 @@ class Dataset(NamedTuple):
     y_test: np.ndarray
     image_shape: tuple[int, int]
     name: str
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+
+
+def with_validation(data: Dataset, *, fraction: float, seed: int) -> Dataset:
+    """``data`` with ``round(fraction * n_c)`` training images of each class ``c`` moved to a
+    validation split (class-stratified, fixed by ``seed``); the test split is untouched."""
+    train, val = stratified_split(data.y_train, test_fraction=fraction, seed=seed + 1000)
+    return data._replace(
+        x_train=data.x_train[train],
+        y_train=data.y_train[train],
+        x_val=data.x_train[val],
+        y_val=data.y_train[val],
+    )
 
 
 # ------------------------------------------------------------------------------------------

@@ -48,11 +48,27 @@ CHUNK = 250  # test examples per evaluation call (bounds memory at K importance 
 
 
 class Classifier(nnx.Module):
-    def __init__(self, pixels: int, hidden: int, *, rngs: nnx.Rngs):
-        self.net = m.MLP([pixels, hidden, hidden, N_CLASSES], rngs=rngs)
+    """A small CNN judge: two 3x3 convolutions (16 and 32 channels) each followed by 2x2 average
+    pooling, a hidden dense layer (its activations are the judge's features), ten logits.
+    ``image_shape`` is ``(h, w)`` (grey) or ``(h, w, channels)``."""
+
+    def __init__(self, image_shape: tuple[int, ...], hidden: int, *, rngs: nnx.Rngs):
+        self.image_shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)
+        h, w, c = self.image_shape
+        self.conv1 = nnx.Conv(c, 16, (3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(16, 32, (3, 3), rngs=rngs)
+        self.dense = nnx.Linear(32 * (h // 4) * (w // 4), hidden, rngs=rngs)
+        self.out = nnx.Linear(hidden, N_CLASSES, rngs=rngs)
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """``[b, h * w * channels]`` images to ``[b, hidden]`` features."""
+        x = x.reshape(x.shape[0], *self.image_shape)
+        x = nnx.avg_pool(jax.nn.relu(self.conv1(x)), (2, 2), strides=(2, 2))
+        x = nnx.avg_pool(jax.nn.relu(self.conv2(x)), (2, 2), strides=(2, 2))
+        return jax.nn.relu(self.dense(x.reshape(x.shape[0], -1)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.net(x)
+        return self.out(self.features(x))
 
 
 def train_classifier(
@@ -65,12 +81,12 @@ def train_classifier(
     fast_compile: bool = False,
     progress: bool = False,
 ):
-    """An MLP classifier of the real training images; ``(model, test accuracy)``.
+    """The CNN judge trained on the real training images; ``(model, test accuracy)``.
 
     Adam (learning rate 1e-3) on batches of 128, trained by :func:`experiments.framework.train`
     in ``run_dir`` (checkpoints and metrics; a rerun restores it).
     """
-    model = Classifier(data.x_train.shape[1], hidden, rngs=nnx.Rngs(seed + 1))
+    model = Classifier(data.image_shape, hidden, rngs=nnx.Rngs(seed + 1))
     graphdef, params = nnx.split(model, nnx.Param)
     batch = min(128, data.x_train.shape[0])
 
@@ -106,6 +122,48 @@ def predict(model: Classifier, x: np.ndarray) -> np.ndarray:
     return np.asarray(_classify(model, jnp.asarray(x)))
 
 
+@nnx.jit
+def _features(model: Classifier, x: jax.Array) -> jax.Array:
+    return model.features(x)
+
+
+def judge_features(model: Classifier, x: np.ndarray) -> np.ndarray:
+    """The judge's hidden features ``[n, hidden]`` of images ``[n, h * w]`` (float64)."""
+    return np.asarray(_features(model, jnp.asarray(x)), np.float64)
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+    """The Frechet distance (``W2^2`` of the Gaussian fits) between feature sets ``[n, d]``.
+
+    The Frechet Inception Distance of Heusel et al. (2017), with the judge's features in place of
+    Inception's; float64, with ``tr (C1^1/2 C2 C1^1/2)^1/2`` from symmetric eigendecompositions
+    (exact for the singular covariances of dead features, where ``sqrtm(C1 C2)`` is not).
+    """
+    m1, m2 = f1.mean(0), f2.mean(0)
+    c1, c2 = np.atleast_2d(np.cov(f1, rowvar=False)), np.atleast_2d(np.cov(f2, rowvar=False))
+    lam, vecs = np.linalg.eigh(c1)
+    root = (vecs * np.sqrt(np.clip(lam, 0.0, None))) @ vecs.T
+    cross = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh(root @ c2 @ root), 0.0, None)))
+    return float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * cross)
+
+
+def within_class_spread(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per class ``c``, the mean Euclidean distance between two images of class ``c``, ``[10]``.
+
+    NaN for a class with fewer than two images.
+    """
+    spread = np.full(N_CLASSES, np.nan)
+    for c in range(N_CLASSES):
+        xc = x[y == c].astype(np.float64)
+        n = xc.shape[0]
+        if n < 2:
+            continue
+        sq = np.sum(xc**2, axis=1)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * xc @ xc.T, 0.0)
+        spread[c] = np.sqrt(d2)[np.triu_indices(n, 1)].mean()
+    return spread
+
+
 class TrainedModel(NamedTuple):
     """A trained model to evaluate: ``kind``, ``graphdef`` and ``params`` (a pure dict), its
     training time in seconds and its number of steps."""
@@ -129,8 +187,9 @@ def joint_size(model: m.MultimodalVAE) -> int:
     return model.latent
 
 
-def _example_metrics(model: m.MultimodalVAE, x, y, eps_gen, eps_is) -> dict:
-    """Everything evaluated on one test example; ``eps_gen: [k]``, ``eps_is: [K, joint]``."""
+def _example_metrics(model: m.MultimodalVAE, x, y, eps_gen, key_is, n_samples: int) -> dict:
+    """Everything evaluated on one test example; ``eps_gen: [k]``, ``key_is`` for the ``K =
+    n_samples`` importance samples."""
     e1, e2 = model.encode(x, y)
     # W2 between the modality posteriors (their shared parts for wvae_shared), first: the
     # barrier makes the rest wait for it, so that the LAPACK calls of full covariances (this
@@ -154,26 +213,90 @@ def _example_metrics(model: m.MultimodalVAE, x, y, eps_gen, eps_is) -> dict:
         out["label_" + cond] = decode_label(ql.mean)
     # importance-sampled joint log-likelihood and reconstructions
     q, split = m.joint_proposal(model, e1, e2, joint)
+    nll, ll_image, ll_label = two_modality_nll(model, x, y, q, split, key_is, n_samples)
+    q_image, q_label = inputs["image"][0], inputs["label"][1]
+    return out | {
+        "nll": nll,
+        "recon_ll_image": ll_image,
+        "recon_ll_label": ll_label,
+        "kl_image": m.kl_to_prior(q_image),
+        "kl_label": m.kl_to_prior(q_label),
+        "kl_joint": m.kl_to_prior(m.moment_match(q)),
+        "kl_image_total": m.kl_total(q_image),
+    }
 
-    def log_weight(eps):
-        z = m.sample(q, eps)
+
+def sample_chunk(n_samples: int, limit: int = 128) -> int:
+    """The largest divisor of ``n_samples`` that is at most ``limit``: samples per pass."""
+    return max(c for c in range(1, min(n_samples, limit) + 1) if n_samples % c == 0)
+
+
+def importance_sampled_nll(log_lik, q, size: int, key, n_samples: int):
+    """``-log p(x)`` by importance sampling from ``q``, and the means of ``log_lik``'s outputs.
+
+    ``log_lik(z) -> (log p(x | z), *parts)`` for a latent ``z: [size]`` (``parts``: terms to
+    average over the samples, e.g. per-modality log-likelihoods). ``q`` is a Gaussian or a
+    :class:`models.Mixture`; mixtures are sampled stratified (sample ``k`` from component
+    ``k % C``) and weighted by the mixture density, and the estimate is ``-log (1/C) sum_c
+    mean_{k in c} w_k``, unbiased for ``p(x)`` like the plain one. With fewer samples than
+    components (``K < C``), each sample's component is drawn at random instead and the plain
+    mean of the weights is used (also unbiased). The samples are drawn and
+    decoded :func:`sample_chunk` at a time (``lax.map``), so memory does not grow with
+    ``n_samples``. Returns ``(nll, *means of parts)``.
+    """
+    comps = q.components if isinstance(q, m.Mixture) else None
+    n_comp = 1 if comps is None else len(comps)
+    chunk = sample_chunk(n_samples)
+
+    stratified = n_samples >= n_comp
+
+    def one(eps, index):
+        if comps is None:
+            z, log_q = m.sample(q, eps), m.log_density_of_sample(q, eps)
+        else:
+            c = index % n_comp if stratified else index
+            mean = jnp.stack([g.mean for g in comps])[c]
+            var = jnp.stack([g.var for g in comps])[c]
+            z = m.sample(m.DiagGaussian(mean, var), eps)
+            log_q = m.log_mixture_density(q, z)
+        total, *parts = log_lik(z)
+        return (total + m.log_standard_normal(z) - log_q, *parts)
+
+    def block(i):
+        k_eps, k_comp = jax.random.split(jax.random.fold_in(key, i))
+        eps = jax.random.normal(k_eps, (chunk, size), jnp.float32)
+        index = i * chunk + jnp.arange(chunk)
+        if not stratified:
+            index = jax.random.randint(k_comp, (chunk,), 0, n_comp)
+        return jax.vmap(one)(eps, index)
+
+    log_w, *parts = (a.reshape(-1) for a in lax.map(block, jnp.arange(n_samples // chunk)))
+    if not stratified:
+        return (-(jax.nn.logsumexp(log_w) - jnp.log(n_samples)), *(jnp.mean(p) for p in parts))
+    component = jnp.arange(n_samples) % n_comp
+    per_component = jnp.stack(
+        [
+            jax.nn.logsumexp(jnp.where(component == c, log_w, -jnp.inf))
+            - jnp.log(jnp.sum(component == c))
+            for c in range(n_comp)
+        ]
+    )
+    log_p = jax.nn.logsumexp(per_component) - jnp.log(n_comp)
+    return (-log_p, *(jnp.mean(p) for p in parts))
+
+
+def two_modality_nll(model, x, y, q, split, key, n_samples: int):
+    """:func:`importance_sampled_nll` of the image-and-label model: ``(nll, mean log p(x | z),
+    mean log p(y | z))``; ``q, split = models.joint_proposal(...)``."""
+
+    def log_lik(z):
         zi, zl = split(z)
         ll_image = m.bernoulli_log_likelihood(model.image_decoder(zi), x)
         ll_label = m.categorical_log_likelihood(model.label_decoder(zl), y)
-        log_w = ll_image + ll_label + m.log_standard_normal(z) - m.log_density_of_sample(q, eps)
-        return log_w, ll_image, ll_label
+        return ll_image + ll_label, ll_image, ll_label
 
-    log_w, ll_image, ll_label = jax.vmap(log_weight)(eps_is)
-    q_image, q_label = inputs["image"][0], inputs["label"][1]
-    return out | {
-        "nll": -(jax.nn.logsumexp(log_w) - jnp.log(eps_is.shape[0])),
-        "recon_ll_image": jnp.mean(ll_image),
-        "recon_ll_label": jnp.mean(ll_label),
-        "kl_image": m.kl_to_prior(q_image),
-        "kl_label": m.kl_to_prior(q_label),
-        "kl_joint": m.kl_to_prior(q),
-        "kl_image_total": m.kl_total(q_image),
-    }
+    size = joint_size(model) if not isinstance(q, m.Mixture) else q.components[0].mean.shape[-1]
+    return importance_sampled_nll(log_lik, q, size, key, n_samples)
 
 
 def _chunk_metrics(graphdef, params, x, y, key, n_samples):
@@ -181,8 +304,9 @@ def _chunk_metrics(graphdef, params, x, y, key, n_samples):
     k_gen, k_is = jax.random.split(key)
     b = x.shape[0]
     eps_gen = jax.random.normal(k_gen, (b, model.latent), x.dtype)
-    eps_is = jax.random.normal(k_is, (b, n_samples, joint_size(model)), x.dtype)
-    return jax.vmap(lambda *a: _example_metrics(model, *a))(x, y, eps_gen, eps_is)
+    keys = jax.random.split(k_is, b)
+    fn = lambda x, y, e, k: _example_metrics(model, x, y, e, k, n_samples)
+    return jax.vmap(fn)(x, y, eps_gen, keys)
 
 
 _CHUNK_METRICS = {
@@ -200,36 +324,49 @@ def evaluate_model(
     seed: int,
     figure_indices: np.ndarray | None = None,
     fast_compile: bool = False,
+    split: str = "test",
 ) -> tuple[dict, dict]:
     """The table's numbers for one trained model, and the figure data of ``figure_indices``.
+
+    ``split``: ``"test"`` (the results table) or ``"val"`` (model selection; needs a data set
+    from :func:`experiments.mwvae.data.with_validation`).
 
     One compiled program per model: the test set is processed in chunks of ``CHUNK`` examples
     (the last one padded). The figure data holds the inputs, the reconstructions (a) both
     observed, (b) image only, (c) label only, and the labels decoded in each case.
     """
     key = jax.random.PRNGKey(seed + 2)
-    n = data.x_test.shape[0]
+    x_eval, y_eval = (data.x_test, data.y_test) if split == "test" else (data.x_val, data.y_val)
+    if x_eval is None:
+        raise ValueError(f"{data.name} has no {split!r} split.")
+    n = x_eval.shape[0]
     chunk = min(CHUNK, n)
     parts = []
     for i, start in enumerate(range(0, n, chunk)):
         stop = min(start + chunk, n)
         pad = chunk - (stop - start)
-        x = np.pad(data.x_test[start:stop], ((0, pad), (0, 0)))
-        y = np.pad(data.y_test[start:stop], (0, pad))
+        x = np.pad(x_eval[start:stop], ((0, pad), (0, 0)))
+        y = np.pad(y_eval[start:stop], (0, pad))
         out = _CHUNK_METRICS[fast_compile](
             result.graphdef, result.params, x, y, jax.random.fold_in(key, i), n_samples
         )
         out = jax.device_get(out)
         parts.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    y = data.y_test
-    judged = predict(classifier, out["image_label"])
+    y = y_eval
+    generated = out["image_label"]
+    judged = predict(classifier, generated)
     kl_image = out["kl_image"].mean(axis=0)
+    spread = within_class_spread(generated, y) / within_class_spread(x_eval, y)
     metrics = {
         "model": result.kind,
         "acc_image_to_label": float(np.mean(out["label_image"] == y)),
         "acc_both_to_label": float(np.mean(out["label_both"] == y)),
         "coherence_label_to_image": float(np.mean(judged == y)),
+        "diversity_label_to_image": float(np.nanmean(spread)),
+        "frechet_label_to_image": frechet_distance(
+            judge_features(classifier, generated), judge_features(classifier, x_eval)
+        ),
         "recon_ll_image": float(out["recon_ll_image"].mean()),
         "recon_ll_label": float(out["recon_ll_label"].mean()),
         "joint_nll": float(out["nll"].mean()),
@@ -247,7 +384,7 @@ def evaluate_model(
     figure = {}
     if figure_indices is not None:
         idx = np.asarray(figure_indices)
-        figure = {"input": data.x_test[idx], "labels": y[idx]}
+        figure = {"input": x_eval[idx], "labels": y[idx]}
         for cond in m.CONDITIONS:
             figure[cond] = out["image_" + cond][idx]
             figure[cond + "_label"] = out["label_" + cond][idx]

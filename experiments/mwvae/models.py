@@ -15,6 +15,18 @@ Models (``kind``):
   ELBO reconstructs that modality. Nothing couples the two posteriors.
 * ``wvae``: ``factorized`` plus ``lambda * W2^2(q(z | x), q(z | y))``, averaged per example like
   the ELBO. ``wvae_full``: the same with full covariances.
+* ``kl_coupled``: ``factorized`` plus ``lambda`` times the symmetric KL divergence
+  ``(KL(q(z | x) || q(z | y)) + KL(q(z | y) || q(z | x))) / 2``: the same architecture coupled
+  by a KL term instead of W2^2 (in the spirit of JMVAE-kl, Suzuki et al. 2016, which has a joint
+  encoder this architecture lacks), to test whether W2 or any posterior-matching term matters.
+* ``mmvae``: a mixture of experts, ``q(z | x, y) = (q(z | x) + q(z | y)) / 2`` (Shi et al. 2019),
+  trained with the stratified ELBO: one sample from each expert, each decoded into both
+  modalities, weighted by ``p(z) / q_mix(z)``.
+* ``mopoe``: a mixture of products of experts (Sutter et al. 2021): one posterior per non-empty
+  subset of the modalities, the product of the prior and the subset's experts; ``q(z | x, y)``
+  is their uniform mixture. Trained with one sample from every subset's posterior, each decoded
+  into both modalities, and the mean of the subsets' KL terms (the authors' bound on the KL of
+  the mixture).
 * ``wvae_shared``: each posterior is split into a shared part (the first ``shared`` coordinates)
   and a private part; the W2 term acts on the shared parts only. When a modality is missing, its
   private part is drawn from the prior, and the objective trains exactly that: besides its own
@@ -24,7 +36,12 @@ Models (``kind``):
   a run without them, and also 0.12 with the cross terms of Lee & Pavlovic's DMVAE, 2021, which
   take the private part from the modality's own encoder).
 
-With both modalities observed, ``factorized`` and the W2 models infer ``z`` from the W2
+Every model's KL term carries a weight ``kl_weight`` (``beta``), annealed from 0 to 1 by the
+training loop when the configuration asks for it (Wu & Goodman's recipe for the MVAE).
+
+With both modalities observed, ``mmvae`` and ``mopoe`` infer ``z`` from their mixture (samples;
+its moment-matched Gaussian where one Gaussian is needed, e.g. the posterior mean), ``poe`` from
+the product of experts, and ``factorized``, ``kl_coupled`` and the W2 models ``z`` from the W2
 barycentre (midpoint of the displacement interpolation) of the two posteriors: for diagonal
 Gaussians ``N((m1 + m2) / 2, ((s1 + s2) / 2)^2)``; with full covariances the scale
 ``(L1 + L2 U V^T) / 2`` where ``U S V^T = svd(L2^T L1)`` (``L2 U V^T = T L1`` for the optimal map
@@ -78,6 +95,40 @@ class FullGaussian(NamedTuple):
 
 
 Gaussian = DiagGaussian | FullGaussian
+
+
+class Mixture(NamedTuple):
+    """The uniform mixture of diagonal Gaussians ``components`` (each ``[k]``)."""
+
+    components: tuple[DiagGaussian, ...]
+
+
+def moment_match(q: Gaussian | Mixture) -> Gaussian:
+    """The Gaussian with the mean and (diagonal) variance of ``q``; ``q`` itself if Gaussian."""
+    if not isinstance(q, Mixture):
+        return q
+    means = jnp.stack([c.mean for c in q.components])
+    second = jnp.stack([c.var + c.mean**2 for c in q.components])
+    mean = jnp.mean(means, axis=0)
+    return DiagGaussian(mean, jnp.mean(second, axis=0) - mean**2)
+
+
+def log_density(g: DiagGaussian, z: jax.Array) -> jax.Array:
+    """``log N(z; mean, diag(var))``, ``[]``."""
+    return -0.5 * jnp.sum((z - g.mean) ** 2 / g.var + jnp.log(g.var) + LOG_2PI)
+
+
+def log_mixture_density(q: Mixture, z: jax.Array) -> jax.Array:
+    """``log (1/C) sum_c N(z; component c)``, ``[]``."""
+    logs = jnp.stack([log_density(c, z) for c in q.components])
+    return jax.nn.logsumexp(logs) - jnp.log(len(q.components))
+
+
+def kl_diag(g1: DiagGaussian, g2: DiagGaussian) -> jax.Array:
+    """``KL(g1 || g2)`` between diagonal Gaussians, ``[]``."""
+    return 0.5 * jnp.sum(
+        g1.var / g2.var + (g1.mean - g2.mean) ** 2 / g2.var - 1.0 + jnp.log(g2.var / g1.var)
+    )
 
 
 def standard_normal(k: int, dtype=jnp.float32) -> DiagGaussian:
@@ -270,7 +321,7 @@ def unimodal_posteriors(
     model: MultimodalVAE, e1: Gaussian, e2: Gaussian
 ) -> tuple[Gaussian, Gaussian]:
     """``q(z | x)`` and ``q(z | y)`` from the encoders' outputs ``e1, e2 = model.encode(x, y)``."""
-    if model.kind == "poe":
+    if model.kind in ("poe", "mopoe"):
         prior = standard_normal(model.latent, e1.mean.dtype)
         return _poe(prior, e1), _poe(prior, e2)
     return e1, e2
@@ -282,14 +333,21 @@ def _poe(*experts: DiagGaussian) -> DiagGaussian:
     )
 
 
-def joint_posterior(model: MultimodalVAE, e1: Gaussian, e2: Gaussian) -> Gaussian:
+def joint_posterior(model: MultimodalVAE, e1: Gaussian, e2: Gaussian) -> Gaussian | Mixture:
     """``q(z | x, y)`` over the decoders' ``[k]`` input (its shared part for ``wvae_shared``).
 
-    The product of experts for ``poe``; the W2 barycentre of the two posteriors otherwise.
-    Compute it once per example and pass it on (it holds an SVD for full covariances).
+    The product of experts for ``poe``; the mixture of the two experts for ``mmvae``; the
+    mixture of the subset posteriors ``{x}``, ``{y}``, ``{x, y}`` for ``mopoe``; the W2
+    barycentre of the two posteriors otherwise. Compute it once per example and pass it on (it
+    holds an SVD for full covariances).
     """
     if model.kind == "poe":
         return _poe(standard_normal(model.latent, e1.mean.dtype), e1, e2)
+    if model.kind == "mmvae":
+        return Mixture((e1, e2))
+    if model.kind == "mopoe":
+        prior = standard_normal(model.latent, e1.mean.dtype)
+        return Mixture((_poe(prior, e1), _poe(prior, e2), _poe(prior, e1, e2)))
     if model.kind == "wvae_shared":
         s = model.shared
         return barycenter(take(e1, 0, s), take(e2, 0, s))
@@ -307,7 +365,8 @@ def decoder_inputs(
 
     ``e1, e2 = model.encode(x, y)``; ``condition`` says what is observed: ``"both"``,
     ``"image"`` or ``"label"`` (the other encoder's output is then ignored); ``joint`` is
-    :func:`joint_posterior` (computed here if not given and needed). For every model but
+    :func:`joint_posterior` (computed here if not given and needed; a mixture is replaced by
+    its moment-matched Gaussian). For every model but
     ``wvae_shared`` both are the one posterior ``q(z | observed)``. For ``wvae_shared`` they share
     the shared coordinates; a missing modality's private part is the prior's.
     """
@@ -317,6 +376,7 @@ def decoder_inputs(
         joint = joint_posterior(model, e1, e2)
     if model.kind != "wvae_shared":
         if condition == "both":
+            joint = moment_match(joint)
             return joint, joint
         q1, q2 = unimodal_posteriors(model, e1, e2)
         q = q1 if condition == "image" else q2
@@ -330,11 +390,12 @@ def decoder_inputs(
 
 
 def joint_proposal(
-    model: MultimodalVAE, e1: Gaussian, e2: Gaussian, joint: Gaussian
-) -> tuple[Gaussian, Callable[[jax.Array], tuple[jax.Array, jax.Array]]]:
+    model: MultimodalVAE, e1: Gaussian, e2: Gaussian, joint: Gaussian | Mixture
+) -> tuple[Gaussian | Mixture, Callable[[jax.Array], tuple[jax.Array, jax.Array]]]:
     """``q(z | x, y)`` over the model's whole latent, and ``z -> (image input, label input)``.
 
-    ``joint`` is :func:`joint_posterior`. The latent is ``[k]`` except for ``wvae_shared``,
+    ``joint`` is :func:`joint_posterior` (a :class:`Mixture` for ``mmvae`` and ``mopoe``).
+    The latent is ``[k]`` except for ``wvae_shared``,
     whose latent is ``[shared, private image, private label]`` (``shared + 2 * (k - shared)``
     coordinates); the prior is ``N(0, I)`` over all of it.
     """
@@ -360,27 +421,42 @@ def example_loss(
     *,
     w2_weight: jax.Array,
     label_weight: jax.Array,
+    kl_weight: jax.Array = 1.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The training loss of one example (a negative, label-weighted ELBO plus the W2 term).
+    """The training loss of one example (a negative, label-weighted ELBO plus the coupling).
 
-    ``eps: [3, k]`` is standard normal noise for the reparameterised samples.
+    ``eps: [3, k]`` is standard normal noise for the reparameterised samples; ``w2_weight`` is
+    the coupling weight ``lambda`` (of W2^2, or of the symmetric KL for ``kl_coupled``);
+    ``kl_weight`` multiplies the KL terms (``beta``, annealed by the caller; 1 is the ELBO).
 
-    Returns ``(loss, metrics)`` with the image and label log-likelihood terms, the KL terms and
-    ``w2`` = ``W2^2`` between the two unimodal posteriors (reported for every model; in the loss
-    only for the W2 models, times ``w2_weight``).
+    Returns ``(loss, metrics)`` with the image and label log-likelihood terms, the KL terms
+    (for ``mmvae`` the sample estimate ``log q_mix(z) - log p(z)``) and ``w2`` = ``W2^2``
+    between the two unimodal posteriors (reported for every model; in the loss only for the W2
+    models, times ``w2_weight``).
     """
     image_ll = lambda z: bernoulli_log_likelihood(model.image_decoder(z), x)
     label_ll = lambda z: categorical_log_likelihood(model.label_decoder(z), y)
     e1, e2 = model.encode(x, y)
     q1, q2 = unimodal_posteriors(model, e1, e2)
+    w2 = w2_squared(q1, q2) if model.kind != "wvae_shared" else None
+    coupling = None
     if model.kind == "poe":
         qj = joint_posterior(model, e1, e2)
         zj, z1, z2 = sample(qj, eps[0]), sample(q1, eps[1]), sample(q2, eps[2])
         rec_image = image_ll(zj) + image_ll(z1)
         rec_label = label_ll(zj) + label_ll(z2)
         kl = kl_total(qj) + kl_total(q1) + kl_total(q2)
-        w2 = w2_squared(q1, q2)
-        coupling = jnp.zeros_like(w2)
+    elif model.kind in ("mmvae", "mopoe"):
+        # stratified: one sample from every component, each decoded into both modalities
+        mix = joint_posterior(model, e1, e2)
+        zs = [sample(c, eps[i]) for i, c in enumerate(mix.components)]
+        rec_image = jnp.mean(jnp.stack([image_ll(z) for z in zs]))
+        rec_label = jnp.mean(jnp.stack([label_ll(z) for z in zs]))
+        if model.kind == "mmvae":
+            log_ratio = [log_mixture_density(mix, z) - log_standard_normal(z) for z in zs]
+            kl = jnp.mean(jnp.stack(log_ratio))
+        else:
+            kl = jnp.mean(jnp.stack([kl_total(c) for c in mix.components]))
     else:
         z1, z2 = sample(q1, eps[0]), sample(q2, eps[1])
         rec_image, rec_label = image_ll(z1), label_ll(z2)
@@ -394,20 +470,27 @@ def example_loss(
             private = eps[2, s:]
             rec_image = rec_image + image_ll(jnp.concatenate([z2[:s], private]))
             rec_label = rec_label + label_ll(jnp.concatenate([z1[:s], private]))
-        else:
-            w2 = w2_squared(q1, q2)
-        coupling = w2 if model.kind != "factorized" else jnp.zeros_like(w2)
-    loss = -(rec_image + label_weight * rec_label) + kl + w2_weight * coupling
+        if model.kind == "kl_coupled":
+            coupling = 0.5 * (kl_diag(q1, q2) + kl_diag(q2, q1))
+        elif model.kind != "factorized":
+            coupling = w2
+    loss = -(rec_image + label_weight * rec_label) + kl_weight * kl
+    if coupling is not None:
+        loss = loss + w2_weight * coupling
     return loss, {"loss": loss, "rec_image": rec_image, "rec_label": rec_label, "kl": kl, "w2": w2}
 
 
-def batch_loss(model, x, y, key, *, w2_weight, label_weight):
-    """Mean of :func:`example_loss` over a batch ``x: [b, p]``, ``y: [b]``; metrics averaged."""
+def batch_loss(model, x, y, key, *, w2_weight, label_weight, kl_weight=None):
+    """Mean of :func:`example_loss` over a batch ``x: [b, p]``, ``y: [b]``; metrics averaged.
+
+    ``kl_weight``: ``[b]`` (one value per example, as the batch carries it) or None for 1.
+    """
     eps = jax.random.normal(key, (x.shape[0], 3, model.latent), x.dtype)
-    fn = lambda x, y, e: example_loss(
-        model, x, y, e, w2_weight=w2_weight, label_weight=label_weight
+    beta = jnp.ones(x.shape[0], x.dtype) if kl_weight is None else kl_weight
+    fn = lambda x, y, e, b: example_loss(
+        model, x, y, e, w2_weight=w2_weight, label_weight=label_weight, kl_weight=b
     )
-    losses, metrics = jax.vmap(fn)(x, y, eps)
+    losses, metrics = jax.vmap(fn)(x, y, eps, beta)
     return jnp.mean(losses), jax.tree.map(jnp.mean, metrics)
 
 
@@ -415,7 +498,8 @@ def make_loss_fn(graphdef, *, w2_weight: float, label_weight: float) -> Callable
     """``loss_fn(params, batch, rng) -> (loss, metrics)`` for :func:`experiments.framework.train`.
 
     ``params`` is the pure dict of ``nnx.split(model, nnx.Param)``, merged with ``graphdef``
-    inside the step; ``batch`` is ``{"x": [b, p], "y": [b]}``; ``rng`` the step's key (the
+    inside the step; ``batch`` is ``{"x": [b, p], "y": [b]}`` and optionally ``"beta": [b]``,
+    the KL weight of the step (see :func:`annealed_batch_fn`); ``rng`` the step's key (the
     noise of the reparameterised samples). ``metrics`` are the batch means of
     :func:`example_loss`'s terms (``rec_image``, ``rec_label``, ``kl``, ``w2``).
     """
@@ -426,7 +510,31 @@ def make_loss_fn(graphdef, *, w2_weight: float, label_weight: float) -> Callable
 
     def loss_fn(params, batch, rng):
         model = nnx.merge(graphdef, params)
-        loss, metrics = batch_loss(model, batch["x"], batch["y"], rng, **hyper)
+        loss, metrics = batch_loss(
+            model, batch["x"], batch["y"], rng, kl_weight=batch.get("beta"), **hyper
+        )
         return loss, {k: v for k, v in metrics.items() if k != "loss"}
 
     return loss_fn
+
+
+def kl_weight_at(step: int, anneal_steps: int) -> float:
+    """``beta`` at ``step``: ``min(1, (step + 1) / anneal_steps)``, 1 when ``anneal_steps`` is 0."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / anneal_steps)
+
+
+def annealed_batch_fn(batch_fn: Callable, anneal_steps: int) -> Callable:
+    """``batch_fn`` whose batches also carry ``"beta": [b]``, the KL weight of the step.
+
+    The weight travels with the batch (one value per example, so that it shards with it) and
+    depends only on the step: a resumed run anneals exactly as an uninterrupted one.
+    """
+
+    def fn(step: int) -> dict:
+        batch = batch_fn(step)
+        beta = kl_weight_at(int(step), anneal_steps)
+        return batch | {"beta": np.full(batch["y"].shape[0], beta, np.float32)}
+
+    return fn

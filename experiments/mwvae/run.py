@@ -20,6 +20,8 @@ from experiments.mwvae.data import Dataset, load_dataset, make_batch_fn
 COLUMNS = (
     ("acc_image_to_label", "image→label acc", "{:.3f}"),
     ("coherence_label_to_image", "label→image coherence", "{:.3f}"),
+    ("diversity_label_to_image", "label→image spread", "{:.2f}"),
+    ("frechet_label_to_image", "label→image FD", "{:.1f}"),
     ("recon_ll_image", r"log p(x\|z) image", "{:.1f}"),
     ("recon_ll_label", r"log p(y\|z) label", "{:.3f}"),
     ("joint_nll", "joint NLL (IS)", "{:.1f}"),
@@ -73,8 +75,11 @@ def train_one(kind: str, config: Config, data: Dataset) -> tuple[evaluate.Traine
         loss_fn=models.make_loss_fn(
             graphdef, w2_weight=config.w2_weight, label_weight=config.label_weight
         ),
-        batch_fn=make_batch_fn(
-            data.x_train, data.y_train, seed=config.seed, batch_size=config.batch_size
+        batch_fn=models.annealed_batch_fn(
+            make_batch_fn(
+                data.x_train, data.y_train, seed=config.seed, batch_size=config.batch_size
+            ),
+            config.kl_anneal_epochs * steps_per_epoch,
         ),
         num_steps=config.epochs * steps_per_epoch,
         seed=config.seed,
@@ -94,7 +99,9 @@ def train_one(kind: str, config: Config, data: Dataset) -> tuple[evaluate.Traine
     return trained, result.history
 
 
-def results_markdown(results: list[dict], classifier_accuracy: float, config: Config, data) -> str:
+def results_markdown(
+    results: list[dict], classifier_accuracy: float, frechet_real: float, config: Config, data
+) -> str:
     header = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
     for r in results:
@@ -110,9 +117,15 @@ def results_markdown(results: list[dict], classifier_accuracy: float, config: Co
         "",
         f"Data: {data.name}, {data.x_train.shape[0]} train / {data.x_test.shape[0]} test; "
         f"latent size {config.latent_size}, lambda = {config.w2_weight}, label weight "
-        f"{config.label_weight}, {config.epochs} epochs of batch {config.batch_size}, seed "
-        f"{config.seed}. Coherence judged by an MLP classifier trained on the real training "
-        f"images, test accuracy {classifier_accuracy:.3f}. Joint NLL and log-likelihoods in "
+        f"{config.label_weight}, KL annealed over {config.kl_anneal_epochs} epochs, "
+        f"{config.epochs} epochs of batch {config.batch_size}, seed "
+        f"{config.seed}. Coherence judged by a CNN classifier trained on the real training "
+        f"images, test accuracy {classifier_accuracy:.3f}. Spread: mean within-class distance "
+        "between the images generated from the labels over that of the real test images (1 for "
+        "as varied as the data; collapse to one prototype per class gives 0). FD: Frechet "
+        "distance between the generated and the real test images in the judge's features "
+        f"(real training against real test images: {frechet_real:.1f}). Joint NLL and "
+        "log-likelihoods in "
         f"nats per test example (importance sampling with K = {n_samples}); W2² for "
         "wvae_shared on the shared part only; active dims: KL > 0.01 nats.",
         "",
@@ -139,7 +152,7 @@ def train_and_evaluate(config: Config) -> dict:
         model, histories[kind] = train_one(kind, config, data)
         trained.append(model)
     judge_dir = run_dir / "classifier"
-    signature = {"model": "classifier", "data": config.source, "data_dir": config.data_dir}
+    signature = {"model": "classifier-cnn", "data": config.source, "data_dir": config.data_dir}
     framework.check_signature(
         judge_dir, signature | {"seed": config.seed}, overwrite=config.overwrite
     )
@@ -150,6 +163,10 @@ def train_and_evaluate(config: Config) -> dict:
         run_dir=judge_dir,
         fast_compile=config.fast_compile,
         progress=config.progress,
+    )
+    frechet_real = evaluate.frechet_distance(
+        evaluate.judge_features(classifier, data.x_train),
+        evaluate.judge_features(classifier, data.x_test),
     )
     indices = evaluate.figure_examples(
         data.y_test, rows=config.figure_rows, columns=config.figure_columns
@@ -191,6 +208,7 @@ def train_and_evaluate(config: Config) -> dict:
             "image_shape": list(data.image_shape),
         },
         "classifier_accuracy": classifier_accuracy,
+        "frechet_real_train_test": frechet_real,
         "results": results,
         "figures": [f"figures/{f}" for f in figures],
         "seconds": time.perf_counter() - t0,
@@ -198,7 +216,7 @@ def train_and_evaluate(config: Config) -> dict:
                      "machine": platform.machine(), "python": platform.python_version()},
     }  # fmt: skip
     (run_dir / "results.md").write_text(
-        results_markdown(results, classifier_accuracy, config, data)
+        results_markdown(results, classifier_accuracy, frechet_real, config, data)
     )
     (run_dir / "results.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,0 +1,314 @@
+"""``python -m experiments.mwvae --data polymnist``: M modalities, barycenter against pairwise.
+
+For every seed of ``seeds`` (the data split, initialisation and noise), it generates the
+PolyMNIST-style set (:mod:`experiments.mwvae.polymnist`, cached in ``<run_dir>/data``), trains
+one CNN judge per modality on the real training images, trains every model of
+:data:`experiments.mwvae.poly.POLY_MODELS` and evaluates, on the test split:
+
+* ``coherence_by_size``: for every non-empty proper subset ``S`` of the modalities, a latent is
+  sampled from ``q(z | x_S)`` and every modality outside ``S`` is generated from it (pixel
+  means); the judge of that modality must give the sample's class. The accuracies are averaged
+  over the subsets of each size ``1 .. M - 1`` (the MoPoE paper's protocol);
+* ``coherence_unconditional``: ``z`` from the prior, all M modalities generated; coherent when
+  the M judges agree;
+* ``joint_nll``: ``-log p(x_1, ..., x_M)`` by importance sampling from ``q(z | x_1..M)``;
+* ``seconds_per_step``: training time per step, also measured for the two W-VAEs at
+  ``M = 2 .. modalities`` on random inputs (``step_time_by_m``), the cost of M barycenter terms
+  against ``M (M - 1) / 2`` pairwise ones.
+
+Numbers are means and standard deviations over the seeds; ``results_polymnist.md`` /
+``.json`` and ``figures/coherence_by_subset_size.png`` go to ``run_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from experiments import framework
+from experiments.mwvae import evaluate, poly
+from experiments.mwvae import models as m
+from experiments.mwvae.config import Config, compiler_options
+from experiments.mwvae.data import Dataset, epoch_order
+from experiments.mwvae.polymnist import MultiDataset, load_polymnist
+
+CHUNK = 100  # test examples per evaluation call
+
+
+def batch_fn_multi(data: MultiDataset, *, seed: int, batch_size: int, anneal_steps: int):
+    n = data.y_train.shape[0]
+    steps = n // batch_size
+    xs = np.ascontiguousarray(np.swapaxes(data.x_train, 0, 1))  # [n, M, p]
+
+    def fn(step: int) -> dict:
+        epoch, i = divmod(int(step), steps)
+        idx = epoch_order(seed, epoch, n, batch_size)[i]
+        beta = m.kl_weight_at(int(step), anneal_steps)
+        return {"xs": xs[idx], "y": data.y_train[idx],
+                "beta": np.full(batch_size, beta, np.float32)}  # fmt: skip
+
+    return fn
+
+
+def _judges(config: Config, data: MultiDataset, seed: int, run_dir: Path):
+    judges, accuracies = [], []
+    for i in range(data.x_train.shape[0]):
+        single = Dataset(data.x_train[i], data.y_train, data.x_test[i], data.y_test,
+                         data.image_shape, f"{data.name}, modality {i}")  # fmt: skip
+        judge_dir = run_dir / f"classifier{i}"
+        signature = {"model": "classifier-cnn", "data": data.name, "modality": i, "seed": seed}
+        framework.check_signature(judge_dir, signature, overwrite=config.overwrite)
+        judge, acc = evaluate.train_classifier(
+            single, epochs=config.classifier_epochs, seed=seed + 10 * i, run_dir=judge_dir,
+            fast_compile=config.fast_compile, progress=config.progress,
+        )  # fmt: skip
+        judges.append(judge)
+        accuracies.append(acc)
+    return judges, accuracies
+
+
+def _train(kind: str, config: Config, data: MultiDataset, seed: int, run_dir: Path):
+    n_mod, pixels = data.x_train.shape[0], data.x_train.shape[2]
+    model = poly.PolyVAE(kind, modalities=n_mod, pixels=pixels, latent=config.latent_size,
+                         hidden=config.hidden, rngs=nnx.Rngs(seed))  # fmt: skip
+    graphdef, params = nnx.split(model, nnx.Param)
+    steps_per_epoch = data.y_train.shape[0] // config.batch_size
+    signature = config.training_signature(kind) | {"modalities": n_mod, "seed": seed}
+    framework.check_signature(run_dir / kind, signature, overwrite=config.overwrite)
+    t0 = time.perf_counter()
+    result = framework.train(
+        params=nnx.to_pure_dict(params),
+        optimizer=optax.adam(config.learning_rate),
+        loss_fn=poly.make_loss_fn(graphdef, w2_weight=config.w2_weight),
+        batch_fn=batch_fn_multi(data, seed=seed, batch_size=config.batch_size,
+                                anneal_steps=config.kl_anneal_epochs * steps_per_epoch),
+        num_steps=config.epochs * steps_per_epoch,
+        seed=seed,
+        run_dir=run_dir / kind,
+        log_every=config.log_every_steps,
+        checkpoint_every=config.checkpoint_every_epochs * steps_per_epoch,
+        desc=f"{kind} (M={n_mod})",
+        progress=config.progress,
+        compiler_options=compiler_options(config.fast_compile),
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    return graphdef, jax.device_get(result.params), seconds, config.epochs * steps_per_epoch
+
+
+def _classify(judge, images):
+    return jnp.argmax(judge(images), axis=-1)
+
+
+def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, y, key, n_samples):
+    """Per example of ``xs: [b, M, p]``: predicted classes of every cross-modal generation,
+    the unconditional generations' classes and the joint NLL."""
+    model = nnx.merge(graphdef, params)
+    judges = [nnx.merge(judge_graph, p) for p in judge_params]
+    n = model.modalities
+    pairs = [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
+    k_gen, k_prior, k_is = jax.random.split(key, 3)
+    b = xs.shape[0]
+
+    def per_example(x, kg, ki):
+        means, variances = model.encode(x)
+        generated = []
+        for j, s in enumerate(poly.subsets(n)[:-1]):
+            q = poly.subset_posterior(model.kind, means, variances, s)
+            kj = jax.random.fold_in(kg, j)
+            if isinstance(q, m.Mixture):  # a sample of the mixture: a random component
+                c = jax.random.randint(jax.random.fold_in(kj, 1), (), 0, len(q.components))
+                q = m.DiagGaussian(jnp.stack([g.mean for g in q.components])[c],
+                                   jnp.stack([g.var for g in q.components])[c])  # fmt: skip
+            z = m.sample(q, jax.random.normal(kj, (model.latent,)))
+            generated += [jax.nn.sigmoid(model.decoders[t](z)) for t in range(n) if t not in s]
+        q_all = poly.subset_posterior(model.kind, means, variances, tuple(range(n)))
+
+        def log_lik(z):
+            return (jnp.sum(model.log_likelihoods(z, x)),)
+
+        (nll,) = evaluate.importance_sampled_nll(log_lik, q_all, model.latent, ki, n_samples)
+        return jnp.stack(generated), nll
+
+    gen, nll = jax.vmap(per_example)(xs, jax.random.split(k_gen, b), jax.random.split(k_is, b))
+    cross = jnp.stack(
+        [_classify(judges[t], gen[:, i]) for i, (_, t) in enumerate(pairs)], axis=1
+    )  # [b, n_pairs]
+    z = jax.random.normal(k_prior, (b, model.latent))
+    uncond = jnp.stack(
+        [_classify(judges[t], jax.nn.sigmoid(jax.vmap(model.decoders[t])(z))) for t in range(n)],
+        axis=1,
+    )  # [b, M]
+    return cross, uncond, nll
+
+
+_EVAL = {
+    fast: jax.jit(
+        _evaluate_chunk, static_argnums=(0, 2, 7), compiler_options=compiler_options(fast)
+    )
+    for fast in (False, True)
+}
+
+
+def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, seed, fast_compile):
+    n = data.x_test.shape[0]
+    pairs = [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
+    judge_graph = nnx.split(judges[0], nnx.Param)[0]
+    judge_params = [nnx.to_pure_dict(nnx.split(j, nnx.Param)[1]) for j in judges]
+    xs_all = np.swapaxes(data.x_test, 0, 1)
+    y_all = data.y_test
+    key = jax.random.key(seed + 2)
+    parts = []
+    for i, start in enumerate(range(0, y_all.shape[0], CHUNK)):
+        stop = min(start + CHUNK, y_all.shape[0])
+        pad = CHUNK - (stop - start)
+        xs = np.pad(xs_all[start:stop], ((0, pad), (0, 0), (0, 0)))
+        y = np.pad(y_all[start:stop], (0, pad))
+        out = _EVAL[fast_compile](graphdef, params, judge_graph, judge_params, xs, y,
+                                  jax.random.fold_in(key, i), n_samples)  # fmt: skip
+        parts.append([np.asarray(a)[: stop - start] for a in out])
+    cross, uncond, nll = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    correct = cross == y_all[:, None]
+    by_size = [
+        float(np.mean([correct[:, i].mean() for i, (s, _) in enumerate(pairs) if len(s) == k]))
+        for k in range(1, n)
+    ]
+    return {
+        "coherence_by_size": by_size,
+        "coherence_conditional": float(np.mean(by_size)),
+        "coherence_unconditional": float(np.mean(np.all(uncond == uncond[:, :1], axis=1))),
+        "joint_nll": float(nll.mean()),
+        "nll_samples": n_samples,
+    }
+
+
+def step_time(kind: str, modalities: int, pixels: int, config: Config, *, steps: int = 10) -> float:
+    """Seconds per training step (gradient only, after compilation) on random inputs."""
+    model = poly.PolyVAE(kind, modalities=modalities, pixels=pixels, latent=config.latent_size,
+                         hidden=config.hidden, rngs=nnx.Rngs(0))  # fmt: skip
+    graphdef, params = nnx.split(model, nnx.Param)
+    loss_fn = poly.make_loss_fn(graphdef, w2_weight=1.0)
+    grad = jax.jit(jax.grad(lambda p, b, k: loss_fn(p, b, k)[0]))
+    rng = np.random.default_rng(0)
+    batch = {"xs": rng.uniform(size=(config.batch_size, modalities, pixels)).astype(np.float32),
+             "y": np.zeros(config.batch_size, np.int32)}  # fmt: skip
+    params = nnx.to_pure_dict(params)
+    jax.block_until_ready(grad(params, batch, jax.random.key(0)))
+    t0 = time.perf_counter()
+    for i in range(steps):
+        jax.block_until_ready(grad(params, batch, jax.random.key(i)))
+    return (time.perf_counter() - t0) / steps
+
+
+def run_polymnist(config: Config, log=print) -> dict:
+    """The whole M-modality experiment in ``config.run_dir``; returns the summary."""
+    t0 = time.perf_counter()
+    config.validate()
+    run_dir = Path(config.run_dir)
+    results: dict[str, dict[int, dict]] = {k: {} for k in config.poly_models}
+    judges_acc = {}
+    for seed in config.seeds:
+        data = load_polymnist(config.poly_source, modalities=config.modalities, seed=seed,
+                              cache_dir=str(run_dir / "data"))  # fmt: skip
+        seed_dir = run_dir / f"seed{seed}"
+        judges, judges_acc[seed] = _judges(config, data, seed, seed_dir)
+        for kind in config.poly_models:
+            graphdef, params, seconds, steps = _train(kind, config, data, seed, seed_dir)
+            metrics = evaluate_poly(graphdef, params, judges, data, n_samples=config.nll_samples,
+                                    seed=seed, fast_compile=config.fast_compile)  # fmt: skip
+            metrics |= {"train_seconds": seconds, "seconds_per_step": seconds / steps}
+            results[kind][seed] = metrics
+            coherence, nll = metrics["coherence_conditional"], metrics["joint_nll"]
+            log(
+                f"[polymnist] seed {seed} {kind}: conditional coherence {coherence:.3f}, "
+                f"NLL {nll:.1f}"
+            )
+    timing = {
+        kind: {
+            n: step_time(kind, n, data.x_train.shape[2], config)
+            for n in range(2, config.modalities + 1)
+        }
+        for kind in ("wvae_bary", "wvae_pairwise")
+    }
+    summary = {
+        "config": config.as_dict(),
+        "judge_accuracy": {str(s): a for s, a in judges_acc.items()},
+        "results": {k: {str(s): v for s, v in r.items()} for k, r in results.items()},
+        "aggregate": {k: _aggregate(list(r.values())) for k, r in results.items()},
+        "step_time_by_m": timing,
+        "seconds": time.perf_counter() - t0,
+    }
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    _plot(fig_dir / "coherence_by_subset_size.png", summary["aggregate"], config.modalities)
+    summary["figures"] = ["figures/coherence_by_subset_size.png"]
+    (run_dir / "results_polymnist.md").write_text(_markdown(summary, config))
+    (run_dir / "results_polymnist.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _aggregate(runs: list[dict]) -> dict:
+    out = {}
+    for key in ("coherence_conditional", "coherence_unconditional", "joint_nll",
+                "seconds_per_step"):  # fmt: skip
+        v = np.array([r[key] for r in runs], float)
+        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    sizes = np.array([r["coherence_by_size"] for r in runs], float)
+    out["coherence_by_size"] = {
+        "mean": sizes.mean(0).tolist(),
+        "std": (sizes.std(0, ddof=1) if len(runs) > 1 else np.zeros(sizes.shape[1])).tolist(),
+    }
+    return out
+
+
+def _plot(path: Path, aggregate: dict, modalities: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    sizes = np.arange(1, modalities)
+    for kind, stats in aggregate.items():
+        mean = np.array(stats["coherence_by_size"]["mean"])
+        std = np.array(stats["coherence_by_size"]["std"])
+        ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=3, label=kind)
+    ax.set_xlabel("number of observed modalities")
+    ax.set_ylabel("coherence of the generated modalities")
+    ax.set_xticks(sizes)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _markdown(summary: dict, config: Config) -> str:
+    n = config.modalities
+    agg = summary["aggregate"]
+    pm = lambda s, f="{:.3f}": f"{f.format(s['mean'])} ± {f.format(s['std'])}"
+    head = ["model", *(f"coherence, {k} observed" for k in range(1, n)),
+            "unconditional", "joint NLL", "s / step"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for kind, s in agg.items():
+        by = s["coherence_by_size"]
+        cells = [f"{a:.3f} ± {b:.3f}" for a, b in zip(by["mean"], by["std"], strict=True)]
+        cells += [pm(s["coherence_unconditional"]), pm(s["joint_nll"], "{:.1f}"),
+                  pm(s["seconds_per_step"], "{:.4f}")]  # fmt: skip
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "Seconds per training step against M (random inputs, after compilation):", ""]
+    ms = list(range(2, n + 1))
+    lines += [
+        "| model | " + " | ".join(f"M = {k}" for k in ms) + " |",
+        "|" + "---|" * (len(ms) + 1),
+    ]
+    for kind, by_m in summary["step_time_by_m"].items():
+        lines.append(f"| {kind} | " + " | ".join(f"{by_m[k]:.4f}" for k in ms) + " |")
+    acc = [np.mean(a) for a in summary["judge_accuracy"].values()]
+    lines += ["", f"Seeds {list(config.seeds)}; judges' mean test accuracy {np.mean(acc):.3f}.", ""]
+    return "\n".join(lines)
