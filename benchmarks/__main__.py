@@ -28,17 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import FAMILIES
 from benchmarks import _harness as h
 
-FAMILIES = (
-    "soft_dtw",
-    "sinkhorn",
-    "assignment",
-    "gaussian",
-    "ot_toolbox",
-    "series_toolbox",
-    "coordination",
-)
 GPU_FAMILIES = ("soft_dtw",)  # families with a "gpu" configuration
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results"
 
