@@ -4,7 +4,8 @@ Run:
     python -m benchmarks            # the CPU configuration of every family (about 35 minutes)
     python -m benchmarks --quick    # tiny sizes, a few minutes: checks that everything runs
     python -m benchmarks --gpu      # the families with a GPU configuration (soft-DTW, b = 64,
-                                    # t = s = 1024), on the accelerator JAX finds
+                                    # t = s = 1024; Sinkhorn, n = m = 16,384; batched
+                                    # assignment), on the accelerator JAX finds
     python -m benchmarks --only soft_dtw sinkhorn --out-dir runs/bench
 
 Each family is a module of this package (``benchmarks/<family>.py``, also runnable alone as
@@ -31,7 +32,7 @@ from pathlib import Path
 from benchmarks import FAMILIES
 from benchmarks import _harness as h
 
-GPU_FAMILIES = ("soft_dtw",)  # families with a "gpu" configuration
+GPU_FAMILIES = ("soft_dtw", "sinkhorn", "assignment")  # families with a "gpu" configuration
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "results"
 
 

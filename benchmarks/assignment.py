@@ -63,6 +63,12 @@ CONFIGS: dict[str, list[tuple[str, int, int, int]]] = {
         ("batch 64 x n=64", 64, 64, 10),
     ],
     "quick": [("n=6", 0, 6, 2), ("batch 3 x n=5", 3, 5, 2)],
+    # for an accelerator (python -m benchmarks --gpu): wide batches, where vmap pays
+    "gpu": [
+        ("n=1024", 0, 1024, 5),
+        ("batch 64 x n=256", 64, 256, 5),
+        ("batch 1024 x n=64", 1024, 64, 5),
+    ],
 }
 
 

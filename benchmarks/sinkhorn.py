@@ -92,6 +92,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
             "skip": ("pot-online",)},  # about 10 minutes at n = 20,000 (618 s measured)
     "quick": {"single": 128, "batch": (8, 16), "online": 600, "fixed_iters": 2500,
               "repeats": {"single": 2, "batch": 2, "online": 1}, "skip": ()},
+    # for an accelerator (python -m benchmarks --gpu); POT's NumPy solvers are left out
+    "gpu": {"single": 16_384, "batch": (1024, 128), "online": 40_000, "fixed_iters": 1500,
+            "repeats": {"single": 3, "batch": 3, "online": 1}, "skip": ("pot", "pot-online")},
 }  # fmt: skip
 SECTIONS: dict[str, tuple[str, ...]] = {
     "single": ("ours", "ours-online", "ott-jax", "pot"),

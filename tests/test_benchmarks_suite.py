@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("optax")
 
 from benchmarks import __main__ as suite
-from benchmarks import assignment
+from benchmarks import _harness, assignment
 
 
 def test_quick_suite_writes_one_table_and_one_json(tmp_path, capsys):
@@ -49,3 +49,17 @@ def test_quick_suite_writes_one_table_and_one_json(tmp_path, capsys):
 def test_unknown_family_is_a_usage_error():
     with pytest.raises(SystemExit):
         suite.main(["--quick", "--only", "nonsense"])
+
+
+def test_every_gpu_family_has_a_gpu_configuration():
+    import importlib
+
+    assert {"soft_dtw", "sinkhorn", "assignment"} <= set(suite.GPU_FAMILIES)
+    for family in suite.GPU_FAMILIES:
+        module = importlib.import_module(f"benchmarks.{family}")
+        assert "gpu" in module.CONFIGS, family
+        # the family's own command line accepts it (what the suite passes with --gpu)
+        parser = _harness.cli_parser(module.__doc__, module.CONFIGS, module.DEFAULT_OUT)
+        assert parser.parse_args(["--config", "gpu"]).config == "gpu"
+    sinkhorn = importlib.import_module("benchmarks.sinkhorn")
+    assert sinkhorn.CONFIGS["gpu"]["single"] == 16_384
