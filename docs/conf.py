@@ -35,7 +35,7 @@ extensions = [
     "sphinx-mathjax-offline",
 ]
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "mwvae/results.md"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "mwvae/results.md", "mwvae/results_full.md"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # Every cross-reference must resolve (nitpicky); type names from outside the library are left
