@@ -18,27 +18,27 @@ def test_scaling_curve_runs_in_fresh_processes_plots_and_merges(tmp_path, monkey
     monkeypatch.setenv(_harness.IN_PROCESS_ENV, "0")  # the published path: fresh processes
     out = tmp_path / "scaling.json"
     status = scaling.main(
-        ["--quick", "--only", "gaussian_d", "--out", str(out), "--fig-dir", str(tmp_path)]
+        ["--quick", "--only", "assignment_n", "--out", str(out), "--fig-dir", str(tmp_path)]
     )
     payload = json.loads(out.read_text())
     assert status == 0 and payload["passed"]
     rows = payload["rows"]
-    sizes = scaling.CURVES["gaussian_d"].sizes["quick"]
-    methods = list(scaling.CURVES["gaussian_d"].methods)
+    sizes = scaling.CURVES["assignment_n"].sizes["quick"]
+    methods = list(scaling.CURVES["assignment_n"].methods)
     assert [(r["size"], r["method"]) for r in rows] == [(s, m) for s in sizes for m in methods]
     assert all(r["median_s"] > 0 and r["memory_mb"] >= 0 for r in rows)
-    assert (tmp_path / "scaling_gaussian_d.png").stat().st_size > 5000
+    assert (tmp_path / "scaling_assignment_n.png").stat().st_size > 5000
     assert (
-        "| gaussian_d" in payload["table_markdown"] and "ours/ott-jax" in payload["table_markdown"]
+        "| assignment_n" in payload["table_markdown"] and "ours/optax" in payload["table_markdown"]
     )
     # a rerun of another curve keeps this one
     monkeypatch.setenv(_harness.IN_PROCESS_ENV, "1")
-    scaling.main(["--quick", "--only", "assignment_n", "--out", str(out), "--fig-dir",
+    scaling.main(["--quick", "--only", "gaussian_d", "--out", str(out), "--fig-dir",
                   str(tmp_path), "--merge"])  # fmt: skip
     merged = json.loads(out.read_text())
     assert [c for c in merged["curves"]] == ["assignment_n", "gaussian_d"]
     assert {r["curve"] for r in merged["rows"]} == {"assignment_n", "gaussian_d"}
-    assert [r for r in merged["rows"] if r["curve"] == "gaussian_d"] == rows
+    assert [r for r in merged["rows"] if r["curve"] == "assignment_n"] == rows
 
 
 def test_ratio_table_and_plot_of_synthetic_rows(tmp_path):

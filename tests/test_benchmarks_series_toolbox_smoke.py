@@ -20,7 +20,10 @@ from benchmarks import series_toolbox
 PEER_TOL = 1e-4
 
 
-def test_series_toolbox_benchmark_quick(tmp_path, capsys):
+def test_series_toolbox_benchmark_quick(tmp_path, capsys, monkeypatch):
+    # fresh processes: tslearn's numba functions fail to type inside a process that has run
+    # the other workers (AttributeError 'get_call_template' in numba's dispatcher)
+    monkeypatch.setenv("ALIGNMENT_BENCH_INPROCESS", "0")
     out = tmp_path / "series_toolbox_quick.json"
     status = series_toolbox.main(["--quick", "--out", str(out)])
     printed = capsys.readouterr().out

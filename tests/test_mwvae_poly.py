@@ -73,7 +73,7 @@ def test_barycenter_and_pairwise_objectives_are_equal_and_every_model_has_finite
     xs = jnp.asarray(rng.uniform(size=(2, M, PIXELS)), jnp.float32)
     batch = {"xs": xs, "y": jnp.zeros(2, jnp.int32)}
     losses = {}
-    for kind in poly.POLY_MODELS:
+    for kind in ("wvae_bary", "wvae_pairwise", "mopoe"):  # the smoke run trains every model
         model = poly.PolyVAE(kind, modalities=M, pixels=PIXELS, latent=K, hidden=8,
                              rngs=nnx.Rngs(0))  # fmt: skip
         graphdef, params = nnx.split(model, nnx.Param)
@@ -95,11 +95,11 @@ def test_smoke_polymnist_run_covers_every_model(tmp_path):
     on_disk = json.loads((run_dir / "results_polymnist.json").read_text())
     assert set(on_disk["aggregate"]) == set(poly.POLY_MODELS)
     for stats in on_disk["aggregate"].values():
-        assert len(stats["coherence_by_size"]["mean"]) == 2  # M = 3: one or two observed
+        assert len(stats["coherence_by_size"]["mean"]) == 1  # M = 2: one observed
         assert all(0.0 <= c <= 1.0 for c in stats["coherence_by_size"]["mean"])
         assert 0.0 <= stats["coherence_unconditional"]["mean"] <= 1.0
         assert np.isfinite(stats["joint_nll"]["mean"]) and stats["joint_nll"]["mean"] > 0
-    assert set(on_disk["step_time_by_m"]["wvae_bary"]) == {"2", "3"}
+    assert set(on_disk["step_time_by_m"]["wvae_bary"]) == {"2"}
     assert (run_dir / "figures" / "coherence_by_subset_size.png").stat().st_size > 1000
     assert "| wvae_bary |" in (run_dir / "results_polymnist.md").read_text()
     assert summary["figures"] == ["figures/coherence_by_subset_size.png"]

@@ -247,7 +247,7 @@ def get_config(preset: str = "default") -> Config:
             progress=False,
             fast_compile=True,
             seeds=(0,),
-            modalities=3,
+            modalities=2,
             poly_source="digits",
         )
     if preset == "full":
