@@ -71,7 +71,7 @@ def test_subset_posteriors_against_numpy(rng):
 
 def test_barycenter_and_pairwise_objectives_are_equal_and_every_model_has_finite_grads(rng):
     xs = jnp.asarray(rng.uniform(size=(2, M, PIXELS)), jnp.float32)
-    batch = {"xs": xs, "y": jnp.zeros(2, jnp.int32)}
+    batch = {"x": xs, "y": jnp.zeros(2, jnp.int32)}
     losses = {}
     for kind in ("wvae_bary", "wvae_pairwise", "mopoe"):  # the smoke run trains every model
         model = poly.PolyVAE(kind, modalities=M, pixels=PIXELS, latent=K, hidden=8,

@@ -167,13 +167,13 @@ def example_loss(model: PolyVAE, xs, eps, subset_index, *, w2_weight, kl_weight=
 
 
 def make_loss_fn(graphdef, *, w2_weight: float):
-    """``loss_fn(params, batch, rng)`` for the framework; ``batch = {"xs": [b, M, p], "y": [b]}``
+    """``loss_fn(params, batch, rng)`` for the framework; ``batch = {"x": [b, M, p], "y": [b]}``
     and optionally ``"beta": [b]``."""
     w2 = jnp.asarray(w2_weight, jnp.float32)
 
     def loss_fn(params, batch, rng):
         model = nnx.merge(graphdef, params)
-        xs = batch["xs"]
+        xs = batch["x"]
         b, n = xs.shape[0], model.modalities
         k_eps, k_sub = jax.random.split(rng)
         eps = jax.random.normal(k_eps, (b, n + 1, model.latent), xs.dtype)

@@ -35,26 +35,20 @@ from flax import nnx
 from experiments import framework
 from experiments.mwvae import evaluate, poly
 from experiments.mwvae import models as m
+from experiments.mwvae.compare import _std
 from experiments.mwvae.config import Config, compiler_options
-from experiments.mwvae.data import Dataset, epoch_order
+from experiments.mwvae.data import Dataset, make_batch_fn
 from experiments.mwvae.polymnist import MultiDataset, load_polymnist
 
 CHUNK = 100  # test examples per evaluation call
 
 
 def batch_fn_multi(data: MultiDataset, *, seed: int, batch_size: int, anneal_steps: int):
-    n = data.y_train.shape[0]
-    steps = n // batch_size
+    """:func:`~experiments.mwvae.data.make_batch_fn` over samples ``[n, M, p]`` with the KL weight
+    of :func:`~experiments.mwvae.models.annealed_batch_fn`: ``{"x": [b, M, p], "y", "beta"}``."""
     xs = np.ascontiguousarray(np.swapaxes(data.x_train, 0, 1))  # [n, M, p]
-
-    def fn(step: int) -> dict:
-        epoch, i = divmod(int(step), steps)
-        idx = epoch_order(seed, epoch, n, batch_size)[i]
-        beta = m.kl_weight_at(int(step), anneal_steps)
-        return {"xs": xs[idx], "y": data.y_train[idx],
-                "beta": np.full(batch_size, beta, np.float32)}  # fmt: skip
-
-    return fn
+    base = make_batch_fn(xs, data.y_train, seed=seed, batch_size=batch_size)
+    return m.annealed_batch_fn(base, anneal_steps)
 
 
 def _judges(config: Config, data: MultiDataset, seed: int, run_dir: Path):
@@ -102,6 +96,12 @@ def _train(kind: str, config: Config, data: MultiDataset, seed: int, run_dir: Pa
     return graphdef, jax.device_get(result.params), seconds, config.epochs * steps_per_epoch
 
 
+def _cross_pairs(n: int) -> list[tuple[tuple[int, ...], int]]:
+    """``(observed subset, generated modality)`` for every proper subset and missing modality,
+    in the order :func:`_evaluate_chunk` generates them."""
+    return [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
+
+
 def _classify(judge, images):
     return jnp.argmax(judge(images), axis=-1)
 
@@ -112,7 +112,7 @@ def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, y, key, n_s
     model = nnx.merge(graphdef, params)
     judges = [nnx.merge(judge_graph, p) for p in judge_params]
     n = model.modalities
-    pairs = [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
+    pairs = _cross_pairs(n)
     k_gen, k_prior, k_is = jax.random.split(key, 3)
     b = xs.shape[0]
 
@@ -157,8 +157,8 @@ _EVAL = {
 
 
 def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, seed, fast_compile):
-    n = data.x_test.shape[0]
-    pairs = [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
+    n = data.x_test.shape[0]  # M
+    pairs = _cross_pairs(n)
     judge_graph = nnx.split(judges[0], nnx.Param)[0]
     judge_params = [nnx.to_pure_dict(nnx.split(j, nnx.Param)[1]) for j in judges]
     xs_all = np.swapaxes(data.x_test, 0, 1)
@@ -196,7 +196,7 @@ def step_time(kind: str, modalities: int, pixels: int, config: Config, *, steps:
     loss_fn = poly.make_loss_fn(graphdef, w2_weight=1.0)
     grad = jax.jit(jax.grad(lambda p, b, k: loss_fn(p, b, k)[0]))
     rng = np.random.default_rng(0)
-    batch = {"xs": rng.uniform(size=(config.batch_size, modalities, pixels)).astype(np.float32),
+    batch = {"x": rng.uniform(size=(config.batch_size, modalities, pixels)).astype(np.float32),
              "y": np.zeros(config.batch_size, np.int32)}  # fmt: skip
     params = nnx.to_pure_dict(params)
     jax.block_until_ready(grad(params, batch, jax.random.key(0)))
@@ -258,7 +258,7 @@ def _aggregate(runs: list[dict]) -> dict:
     for key in ("coherence_conditional", "coherence_unconditional", "joint_nll",
                 "seconds_per_step"):  # fmt: skip
         v = np.array([r[key] for r in runs], float)
-        out[key] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+        out[key] = {"mean": float(v.mean()), "std": _std(v)}
     sizes = np.array([r["coherence_by_size"] for r in runs], float)
     out["coherence_by_size"] = {
         "mean": sizes.mean(0).tolist(),
