@@ -3,6 +3,7 @@ pairwise terms, and the MoPoE / MMVAE / PoE baselines; references in float64 Num
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import jax
@@ -103,3 +104,54 @@ def test_smoke_polymnist_run_covers_every_model(tmp_path):
     assert (run_dir / "figures" / "coherence_by_subset_size.png").stat().st_size > 1000
     assert "| wvae_bary |" in (run_dir / "results_polymnist.md").read_text()
     assert summary["figures"] == ["figures/coherence_by_subset_size.png"]
+
+
+def test_conv_networks_shapes_gradients_and_bad_image_shape():
+    shape = (8, 12, 3)
+    pixels = int(np.prod(shape))
+    model = poly.PolyVAE("wvae_bary", modalities=2, pixels=pixels, latent=K, hidden=8,
+                         rngs=nnx.Rngs(0), image_shape=shape)  # fmt: skip
+    assert isinstance(model.encoders[0], poly.ConvEncoder)
+    xs = jnp.asarray(np.random.default_rng(0).uniform(size=(2, pixels)), jnp.float32)
+    means, variances = model.encode(xs)
+    assert means.shape == variances.shape == (2, K) and bool(jnp.all(variances > 0))
+    assert model.decoders[1](means[0]).shape == (pixels,)
+    assert model.log_likelihoods(means[0], xs).shape == (2,)
+    graphdef, params = nnx.split(model, nnx.Param)
+    loss_fn = poly.make_loss_fn(graphdef, w2_weight=1.0, kl_weight=0.5)
+    batch = {"x": xs[None], "y": jnp.zeros(1, jnp.int32)}
+    grads = jax.grad(lambda p: loss_fn(p, batch, jax.random.key(0))[0])(params)
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+    for bad in ((6, 12, 3), (8, 12, 1)):  # h not divisible by 4; pixels do not match
+        with pytest.raises(ValueError, match="image_shape"):
+            poly.PolyVAE("poe", modalities=2, pixels=pixels, latent=K, hidden=8,
+                         rngs=nnx.Rngs(0), image_shape=bad)  # fmt: skip
+
+
+def test_kl_weight_scales_the_kl_term_only(rng):
+    xs = jnp.asarray(rng.uniform(size=(2, M, PIXELS)), jnp.float32)
+    batch = {"x": xs, "y": jnp.zeros(2, jnp.int32)}
+    model = poly.PolyVAE("mopoe", modalities=M, pixels=PIXELS, latent=K, hidden=8, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    key = jax.random.key(3)
+    full, aux = poly.make_loss_fn(graphdef, w2_weight=0.0)(params, batch, key)
+    half, _ = poly.make_loss_fn(graphdef, w2_weight=0.0, kl_weight=0.5)(params, batch, key)
+    np.testing.assert_allclose(float(full - half), 0.5 * float(aux["kl"]), rtol=1e-5)
+
+
+def test_polymnist_presets_and_settings():
+    from experiments.mwvae.config import get_config
+
+    full = get_config("full", data="polymnist")
+    assert full.data == "polymnist" and full.modalities == 5 and len(full.seeds) >= 3
+    assert not full.comparison and full.poly_arch == "cnn"
+    assert get_config("default", data="polymnist").seeds == (0,)
+    assert get_config("smoke", data="polymnist").poly_source == "digits"
+    assert get_config("full", data="mnist5k") == get_config("full")
+    assert cli._data_flag(["--full", "--data", "polymnist"]) == "polymnist"
+    assert cli._data_flag(["--data=polymnist", "--seeds", "0"]) == "polymnist"
+    assert cli._data_flag(["--full"]) is None
+    for field, value in (("kl_weight", 0.0), ("kl_weight", float("nan")), ("poly_arch", "rnn")):
+        config = get_config("smoke", data="polymnist")
+        with pytest.raises(ValueError, match=field):
+            dataclasses.replace(config, **{field: value}).validate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -15,9 +16,10 @@ def main(argv: list[str] | None = None) -> dict:
     from experiments.mwvae.poly_run import run_polymnist
     from experiments.mwvae.run import train_and_evaluate
 
+    args = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(
-        get_config,
-        argv,
+        functools.partial(get_config, data=_data_flag(args)),
+        args,
         description=(doc or "").split("\n\n")[0],
         prog="python -m experiments.mwvae",
     )
@@ -37,6 +39,16 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"figures: {', '.join(str(run_dir / f) for f in summary['figures'])}")
     print(f"done in {summary['seconds']:.0f} s; results in {(run_dir / name).resolve()}")
     return summary
+
+
+def _data_flag(args: list[str]) -> str | None:
+    """The value of ``--data`` on the command line (it selects the presets), or None."""
+    for i, a in enumerate(args):
+        if a == "--data" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--data="):
+            return a.split("=", 1)[1]
+    return None
 
 
 if __name__ == "__main__":

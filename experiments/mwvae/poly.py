@@ -41,16 +41,68 @@ from experiments.mwvae import models as m
 POLY_MODELS = ("wvae_bary", "wvae_pairwise", "poe", "mmvae", "mopoe")
 
 
+class ConvEncoder(nnx.Module):
+    """``[h * w * c]`` pixels to ``N(mean, diag(var))``: two 4x4 convolutions of stride 2
+    (``channels``, relu) and a linear Gaussian head. ``h`` and ``w`` divisible by 4."""
+
+    def __init__(self, image_shape, latent: int, *, channels=(16, 32), rngs: nnx.Rngs):
+        h, w, c = image_shape
+        self.image_shape, self.latent = tuple(image_shape), latent
+        self.conv1 = nnx.Conv(c, channels[0], (4, 4), strides=2, rngs=rngs)
+        self.conv2 = nnx.Conv(channels[0], channels[1], (4, 4), strides=2, rngs=rngs)
+        self.head = nnx.Linear(channels[1] * (h // 4) * (w // 4), 2 * latent, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> m.DiagGaussian:
+        h = jax.nn.relu(self.conv1(x.reshape(self.image_shape)))
+        out = self.head(jax.nn.relu(self.conv2(h)).reshape(-1))
+        return m.DiagGaussian(out[: self.latent], jnp.exp(out[self.latent :]))
+
+
+class ConvDecoder(nnx.Module):
+    """``[k]`` to ``[h * w * c]`` logits: a linear layer to ``h/4 x w/4 x channels[1]`` and two
+    4x4 transposed convolutions of stride 2 (the mirror of :class:`ConvEncoder`)."""
+
+    def __init__(self, image_shape, latent: int, *, channels=(16, 32), rngs: nnx.Rngs):
+        h, w, c = image_shape
+        self.base = (h // 4, w // 4, channels[1])
+        self.linear = nnx.Linear(latent, math.prod(self.base), rngs=rngs)
+        self.deconv1 = nnx.ConvTranspose(channels[1], channels[0], (4, 4), strides=2, rngs=rngs)
+        self.deconv2 = nnx.ConvTranspose(channels[0], c, (4, 4), strides=2, rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        h = jax.nn.relu(self.linear(z)).reshape(self.base)
+        return self.deconv2(jax.nn.relu(self.deconv1(h))).reshape(-1)
+
+
 class PolyVAE(nnx.Module):
-    """M encoders ``[pixels] -> N(mean, diag(var))`` and M decoders ``[k] -> [pixels]`` logits."""
+    """M encoders ``[pixels] -> N(mean, diag(var))`` and M decoders ``[k] -> [pixels]`` logits.
+
+    With ``image_shape=(h, w, c)`` (``h``, ``w`` divisible by 4) they are small CNNs
+    (:class:`ConvEncoder`, :class:`ConvDecoder`, as the MoPoE paper's PolyMNIST networks, with
+    fewer channels); without it, MLPs with two hidden layers of ``hidden`` units.
+    """
 
     def __init__(self, kind: str, *, modalities: int, pixels: int, latent: int, hidden: int,
-                 rngs: nnx.Rngs):  # fmt: skip
+                 rngs: nnx.Rngs, image_shape: tuple[int, int, int] | None = None):  # fmt: skip
         if kind not in POLY_MODELS:
             raise ValueError(f"unknown model {kind!r}; expected one of {POLY_MODELS}.")
         self.kind = kind
         self.modalities = modalities
         self.latent = latent
+        if image_shape is not None:
+            h, w, c = image_shape
+            if h * w * c != pixels or h % 4 or w % 4:
+                raise ValueError(
+                    f"`image_shape` {image_shape} must have h and w divisible by 4 and "
+                    f"h * w * c == pixels ({pixels})."
+                )
+            self.encoders = nnx.List(
+                [ConvEncoder(image_shape, latent, rngs=rngs) for _ in range(modalities)]
+            )
+            self.decoders = nnx.List(
+                [ConvDecoder(image_shape, latent, rngs=rngs) for _ in range(modalities)]
+            )
+            return
         widths = [pixels, hidden, hidden]
         self.encoders = nnx.List(
             [m.Encoder(widths, latent, full=False, rngs=rngs) for _ in range(modalities)]
@@ -63,6 +115,10 @@ class PolyVAE(nnx.Module):
         """``xs: [M, pixels]`` to the experts' means and variances, each ``[M, k]``."""
         outs = [enc(x) for enc, x in zip(self.encoders, xs, strict=True)]
         return jnp.stack([g.mean for g in outs]), jnp.stack([g.var for g in outs])
+
+    def log_likelihood(self, i: int, z: jax.Array, x: jax.Array) -> jax.Array:
+        """``log p(x_i | z)`` for modality ``i`` alone (one decoder)."""
+        return m.bernoulli_log_likelihood(self.decoders[i](z), x)
 
     def log_likelihoods(self, z: jax.Array, xs: jax.Array) -> jax.Array:
         """``log p(x_m | z)`` for every modality, ``[M]``."""
@@ -135,7 +191,10 @@ def example_loss(model: PolyVAE, xs, eps, subset_index, *, w2_weight, kl_weight=
     experts = [m.DiagGaussian(means[i], variances[i]) for i in range(n)]
     coupling = jnp.zeros((), xs.dtype)
     if model.kind in ("wvae_bary", "wvae_pairwise"):
-        rec = sum(model.log_likelihoods(m.sample(q, eps[i]), xs)[i] for i, q in enumerate(experts))
+        # each modality decoded from its own posterior only (one decoder per sample, not M)
+        rec = sum(
+            model.log_likelihood(i, m.sample(q, eps[i]), xs[i]) for i, q in enumerate(experts)
+        )
         kl = sum(m.kl_total(q) for q in experts)
         coupling = (w2_to_barycenter(means, variances) if model.kind == "wvae_bary"
                     else w2_pairwise(means, variances) / n)  # fmt: skip
@@ -146,7 +205,7 @@ def example_loss(model: PolyVAE, xs, eps, subset_index, *, w2_weight, kl_weight=
         kl = m.kl_total(qj)
         for i in range(n):
             qi = _poe(means, variances, jnp.zeros(n, xs.dtype).at[i].set(1.0))
-            rec = rec + model.log_likelihoods(m.sample(qi, eps[i]), xs)[i]
+            rec = rec + model.log_likelihood(i, m.sample(qi, eps[i]), xs[i])
             kl = kl + m.kl_total(qi)
     elif model.kind == "mmvae":
         mix = m.Mixture(tuple(experts))
@@ -166,9 +225,10 @@ def example_loss(model: PolyVAE, xs, eps, subset_index, *, w2_weight, kl_weight=
     return loss, {"loss": loss, "rec": rec, "kl": kl, "coupling": coupling}
 
 
-def make_loss_fn(graphdef, *, w2_weight: float):
+def make_loss_fn(graphdef, *, w2_weight: float, kl_weight: float = 1.0):
     """``loss_fn(params, batch, rng)`` for the framework; ``batch = {"x": [b, M, p], "y": [b]}``
-    and optionally ``"beta": [b]``."""
+    and optionally ``"beta": [b]`` (the annealing factor). The KL terms are weighted by
+    ``kl_weight * beta``, the coupling by ``w2_weight``."""
     w2 = jnp.asarray(w2_weight, jnp.float32)
 
     def loss_fn(params, batch, rng):
@@ -178,7 +238,7 @@ def make_loss_fn(graphdef, *, w2_weight: float):
         k_eps, k_sub = jax.random.split(rng)
         eps = jax.random.normal(k_eps, (b, n + 1, model.latent), xs.dtype)
         sub = jax.random.randint(k_sub, (b,), 0, 2**n - 1)
-        beta = batch.get("beta", jnp.ones(b, xs.dtype))
+        beta = kl_weight * batch.get("beta", jnp.ones(b, xs.dtype))
         fn = lambda x, e, s, bt: example_loss(model, x, e, s, w2_weight=w2, kl_weight=bt)
         losses, metrics = jax.vmap(fn)(xs, eps, sub, beta)
         return jnp.mean(losses), {k: jnp.mean(v) for k, v in metrics.items() if k != "loss"}
