@@ -145,6 +145,7 @@ def test_polymnist_presets_and_settings():
     full = get_config("full", data="polymnist")
     assert full.data == "polymnist" and full.modalities == 5 and len(full.seeds) >= 3
     assert not full.comparison and full.poly_arch == "cnn"
+    assert get_config("smoke", data="polymnist").poly_arch == "mlp"
     assert get_config("default", data="polymnist").seeds == (0,)
     assert get_config("smoke", data="polymnist").poly_source == "digits"
     assert get_config("full", data="mnist5k") == get_config("full")

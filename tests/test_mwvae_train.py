@@ -121,7 +121,7 @@ def test_command_line_reaches_every_field():
         "--seeds", "3", "4", "--tune-runs", "2", "--grid-kl-anneal-epochs", "0", "1",
         "--grid-label-weight", "5", "--grid-w2-weight", "2", "--grid-epochs", "4",
         "--selection-nll-samples", "8", "--modalities", "4", "--poly-source", "digits",
-        "--poly-models", "poe", "wvae_bary",
+        "--poly-models", "poe", "wvae_bary", "--kl-weight", "0.5", "--poly-arch", "mlp",
         "--batch-size", "32", "--learning-rate", "0.01", "--checkpoint-every-epochs", "2",
         "--log-every-steps", "7", "--nll-samples", "3", "--classifier-epochs", "1",
         "--figure-columns", "5", "--figure-rows", "1", "--overwrite", "--no-progress",
