@@ -114,7 +114,7 @@ def _classify(judge, images):
     return jnp.argmax(judge(images), axis=-1)
 
 
-def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, y, key, n_samples):
+def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, key, n_samples):
     """Per example of ``xs: [b, M, p]``: predicted classes of every cross-modal generation,
     the unconditional generations' classes and the joint NLL."""
     model = nnx.merge(graphdef, params)
@@ -158,7 +158,7 @@ def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, y, key, n_s
 
 _EVAL = {
     fast: jax.jit(
-        _evaluate_chunk, static_argnums=(0, 2, 7), compiler_options=compiler_options(fast)
+        _evaluate_chunk, static_argnums=(0, 2, 6), compiler_options=compiler_options(fast)
     )
     for fast in (False, True)
 }
@@ -177,8 +177,7 @@ def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, se
         stop = min(start + CHUNK, y_all.shape[0])
         pad = CHUNK - (stop - start)
         xs = np.pad(xs_all[start:stop], ((0, pad), (0, 0), (0, 0)))
-        y = np.pad(y_all[start:stop], (0, pad))
-        out = _EVAL[fast_compile](graphdef, params, judge_graph, judge_params, xs, y,
+        out = _EVAL[fast_compile](graphdef, params, judge_graph, judge_params, xs,
                                   jax.random.fold_in(key, i), n_samples)  # fmt: skip
         parts.append([np.asarray(a)[: stop - start] for a in out])
     cross, uncond, nll = (np.concatenate([p[j] for p in parts]) for j in range(3))
