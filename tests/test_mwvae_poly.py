@@ -92,9 +92,12 @@ def test_barycenter_and_pairwise_objectives_are_equal_and_every_model_has_finite
 
 def test_smoke_polymnist_run_covers_every_model(tmp_path):
     run_dir = tmp_path / "poly"
-    summary = cli.main(["--smoke", "--data", "polymnist", "--run-dir", str(run_dir)])
+    summary = cli.main(["--smoke", "--data", "polymnist", "--run-dir", str(run_dir),
+                        "--nll-examples", "30"])  # fmt: skip
     on_disk = json.loads((run_dir / "results_polymnist.json").read_text())
     assert set(on_disk["aggregate"]) == set(poly.POLY_MODELS)
+    for runs in on_disk["results"].values():
+        assert all(r["nll_examples"] == 30 for r in runs.values())
     for stats in on_disk["aggregate"].values():
         assert len(stats["coherence_by_size"]["mean"]) == 1  # M = 2: one observed
         assert all(0.0 <= c <= 1.0 for c in stats["coherence_by_size"]["mean"])
@@ -152,7 +155,27 @@ def test_polymnist_presets_and_settings():
     assert cli._data_flag(["--full", "--data", "polymnist"]) == "polymnist"
     assert cli._data_flag(["--data=polymnist", "--seeds", "0"]) == "polymnist"
     assert cli._data_flag(["--full"]) is None
-    for field, value in (("kl_weight", 0.0), ("kl_weight", float("nan")), ("poly_arch", "rnn")):
+    assert full.nll_examples is not None and full.nll_examples < 1000  # of the 1,000 tests
+    bad = (("kl_weight", 0.0), ("kl_weight", float("nan")), ("poly_arch", "rnn"),
+           ("nll_examples", 0), ("nll_examples", 2.5))  # fmt: skip
+    for field, value in bad:
         config = get_config("smoke", data="polymnist")
         with pytest.raises(ValueError, match=field):
             dataclasses.replace(config, **{field: value}).validate()
+
+
+def test_nll_on_a_subset_is_the_same_examples_with_the_same_keys():
+    from experiments.mwvae import poly_run
+
+    xs = np.arange(250 * 2 * 3, dtype=np.float32).reshape(250, 2, 3)
+    seen = []
+
+    def fn(chunk, i):  # per example: its first value plus a key-like chunk index
+        seen.append(chunk.shape)
+        return (chunk[:, 0, 0] + 1e4 * i,)
+
+    (part,) = poly_run._chunked(fn, xs, 150)
+    (whole,) = poly_run._chunked(fn, xs, 250)
+    assert part.shape == (150,) and whole.shape == (250,)
+    np.testing.assert_array_equal(part, whole[:150])
+    assert set(seen) == {(poly_run.CHUNK, 2, 3)}  # padded: one shape, one compilation

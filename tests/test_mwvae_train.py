@@ -123,7 +123,8 @@ def test_command_line_reaches_every_field():
         "--selection-nll-samples", "8", "--modalities", "4", "--poly-source", "digits",
         "--poly-models", "poe", "wvae_bary", "--kl-weight", "0.5", "--poly-arch", "mlp",
         "--batch-size", "32", "--learning-rate", "0.01", "--checkpoint-every-epochs", "2",
-        "--log-every-steps", "7", "--nll-samples", "3", "--classifier-epochs", "1",
+        "--log-every-steps", "7", "--nll-samples", "3", "--nll-examples", "9",
+        "--classifier-epochs", "1",
         "--figure-columns", "5", "--figure-rows", "1", "--overwrite", "--no-progress",
         "--fast-compile",
     ]  # fmt: skip

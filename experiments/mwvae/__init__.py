@@ -12,7 +12,7 @@ Every field of :class:`experiments.mwvae.config.Config` is a flag (``--help`` li
 other presets of :func:`~experiments.mwvae.config.get_config`. ``--data polymnist`` runs the
 M-modality experiment instead (:mod:`.poly_run`: the W-VAE coupled through a W2 barycenter
 against pairwise coupling, PoE, MMVAE and MoPoE) and selects its own presets (``--full --data
-polymnist``: three seeds, 67 minutes on a two-core CPU).
+polymnist``: three seeds, 57 minutes on a two-core CPU).
 
 The talk in ``shared/seeds/wasserstein-multimodal-vae-talk.txt`` proposes one encoder per modality
 whose Gaussian posteriors are pulled together by the closed-form W2 distance, so that the latent

@@ -13,7 +13,8 @@ with the same settings and evaluates, on the test split:
   over the subsets of each size ``1 .. M - 1`` (the MoPoE paper's protocol);
 * ``coherence_unconditional``: ``z`` from the prior, all M modalities generated; coherent when
   the M judges agree;
-* ``joint_nll``: ``-log p(x_1, ..., x_M)`` by importance sampling from ``q(z | x_1..M)``;
+* ``joint_nll``: ``-log p(x_1, ..., x_M)`` by importance sampling from ``q(z | x_1..M)``, on
+  the first ``nll_examples`` test examples (the same for every model; all when ``None``);
 * ``seconds_per_step``: training time per step, also measured for the two W-VAEs at
   ``M = 2 .. modalities`` on random inputs (``step_time_by_m``), the cost of M barycenter terms
   against ``M (M - 1) / 2`` pairwise ones.
@@ -106,7 +107,7 @@ def _train(kind: str, config: Config, data: MultiDataset, seed: int, run_dir: Pa
 
 def _cross_pairs(n: int) -> list[tuple[tuple[int, ...], int]]:
     """``(observed subset, generated modality)`` for every proper subset and missing modality,
-    in the order :func:`_evaluate_chunk` generates them."""
+    in the order :func:`_generate_chunk` generates them."""
     return [(s, t) for s in poly.subsets(n) if len(s) < n for t in range(n) if t not in s]
 
 
@@ -114,17 +115,17 @@ def _classify(judge, images):
     return jnp.argmax(judge(images), axis=-1)
 
 
-def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, key, n_samples):
-    """Per example of ``xs: [b, M, p]``: predicted classes of every cross-modal generation,
-    the unconditional generations' classes and the joint NLL."""
+def _generate_chunk(graphdef, params, judge_graph, judge_params, xs, key):
+    """Per example of ``xs: [b, M, p]``: the judged classes of every cross-modal generation
+    ``[b, n_pairs]`` (in :func:`_cross_pairs` order) and of the unconditional ones ``[b, M]``."""
     model = nnx.merge(graphdef, params)
     judges = [nnx.merge(judge_graph, p) for p in judge_params]
     n = model.modalities
     pairs = _cross_pairs(n)
-    k_gen, k_prior, k_is = jax.random.split(key, 3)
+    k_gen, k_prior = jax.random.split(key)
     b = xs.shape[0]
 
-    def per_example(x, kg, ki):
+    def per_example(x, kg):
         means, variances = model.encode(x)
         generated = []
         for j, s in enumerate(poly.subsets(n)[:-1]):
@@ -136,15 +137,9 @@ def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, key, n_samp
                                    jnp.stack([g.var for g in q.components])[c])  # fmt: skip
             z = m.sample(q, jax.random.normal(kj, (model.latent,)))
             generated += [jax.nn.sigmoid(model.decoders[t](z)) for t in range(n) if t not in s]
-        q_all = poly.subset_posterior(model.kind, means, variances, tuple(range(n)))
+        return jnp.stack(generated)
 
-        def log_lik(z):
-            return (jnp.sum(model.log_likelihoods(z, x)),)
-
-        (nll,) = evaluate.importance_sampled_nll(log_lik, q_all, model.latent, ki, n_samples)
-        return jnp.stack(generated), nll
-
-    gen, nll = jax.vmap(per_example)(xs, jax.random.split(k_gen, b), jax.random.split(k_is, b))
+    gen = jax.vmap(per_example)(xs, jax.random.split(k_gen, b))
     cross = jnp.stack(
         [_classify(judges[t], gen[:, i]) for i, (_, t) in enumerate(pairs)], axis=1
     )  # [b, n_pairs]
@@ -153,34 +148,77 @@ def _evaluate_chunk(graphdef, params, judge_graph, judge_params, xs, key, n_samp
         [_classify(judges[t], jax.nn.sigmoid(jax.vmap(model.decoders[t])(z))) for t in range(n)],
         axis=1,
     )  # [b, M]
-    return cross, uncond, nll
+    return cross, uncond
 
 
-_EVAL = {
-    fast: jax.jit(
-        _evaluate_chunk, static_argnums=(0, 2, 6), compiler_options=compiler_options(fast)
-    )
-    for fast in (False, True)
-}
+def _nll_chunk(graphdef, params, xs, key, n_samples):
+    """``-log p(x_1..M)`` ``[b]`` of each example of ``xs: [b, M, p]``, importance-sampled from
+    the joint posterior ``q(z | x_1..M)`` with ``n_samples`` samples."""
+    model = nnx.merge(graphdef, params)
+    n = model.modalities
+
+    def per_example(x, ki):
+        means, variances = model.encode(x)
+        q_all = poly.subset_posterior(model.kind, means, variances, tuple(range(n)))
+
+        def log_lik(z):
+            return (jnp.sum(model.log_likelihoods(z, x)),)
+
+        (nll,) = evaluate.importance_sampled_nll(log_lik, q_all, model.latent, ki, n_samples)
+        return nll
+
+    return jax.vmap(per_example)(xs, jax.random.split(key, xs.shape[0]))
 
 
-def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, seed, fast_compile):
+_GENERATE, _NLL = (
+    {
+        fast: jax.jit(fn, static_argnums=static, compiler_options=compiler_options(fast))
+        for fast in (False, True)
+    }
+    for fn, static in ((_generate_chunk, (0, 2)), (_nll_chunk, (0, 4)))
+)
+
+
+def _chunked(fn, xs_all, n: int):
+    """``fn(xs, i)`` over ``xs_all[:n]`` in chunks of :data:`CHUNK` examples (the last one
+    zero-padded, so each function compiles once), its outputs concatenated."""
+    parts = []
+    for i, start in enumerate(range(0, n, CHUNK)):
+        stop = min(start + CHUNK, n)
+        xs = np.pad(xs_all[start:stop], ((0, CHUNK - (stop - start)), (0, 0), (0, 0)))
+        out = fn(xs, i)
+        parts.append([np.asarray(a)[: stop - start] for a in out])
+    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+
+def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, seed, fast_compile,
+                  nll_examples=None):  # fmt: skip
+    """The metrics of one trained model on the test split (see the module's docstring).
+
+    Coherence uses every test example; the joint NLL the first ``nll_examples`` of them (all
+    when ``None``), the same ones for every model, as ``K = n_samples`` samples times ``M``
+    decoders per example make it the costliest part."""
     n = data.x_test.shape[0]  # M
     pairs = _cross_pairs(n)
     judge_graph = nnx.split(judges[0], nnx.Param)[0]
     judge_params = [nnx.to_pure_dict(nnx.split(j, nnx.Param)[1]) for j in judges]
     xs_all = np.swapaxes(data.x_test, 0, 1)
     y_all = data.y_test
-    key = jax.random.key(seed + 2)
-    parts = []
-    for i, start in enumerate(range(0, y_all.shape[0], CHUNK)):
-        stop = min(start + CHUNK, y_all.shape[0])
-        pad = CHUNK - (stop - start)
-        xs = np.pad(xs_all[start:stop], ((0, pad), (0, 0), (0, 0)))
-        out = _EVAL[fast_compile](graphdef, params, judge_graph, judge_params, xs,
-                                  jax.random.fold_in(key, i), n_samples)  # fmt: skip
-        parts.append([np.asarray(a)[: stop - start] for a in out])
-    cross, uncond, nll = (np.concatenate([p[j] for p in parts]) for j in range(3))
+    n_test = y_all.shape[0]
+    n_nll = n_test if nll_examples is None else min(nll_examples, n_test)
+    k_gen, k_nll = jax.random.split(jax.random.key(seed + 2))
+    generate, nll_fn = _GENERATE[fast_compile], _NLL[fast_compile]
+
+    def gen_fn(xs, i):
+        return generate(
+            graphdef, params, judge_graph, judge_params, xs, jax.random.fold_in(k_gen, i)
+        )
+
+    def nll_of(xs, i):
+        return (nll_fn(graphdef, params, xs, jax.random.fold_in(k_nll, i), n_samples),)
+
+    cross, uncond = _chunked(gen_fn, xs_all, n_test)
+    (nll,) = _chunked(nll_of, xs_all, n_nll)
     correct = cross == y_all[:, None]
     by_size = [
         float(np.mean([correct[:, i].mean() for i, (s, _) in enumerate(pairs) if len(s) == k]))
@@ -191,7 +229,9 @@ def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, se
         "coherence_conditional": float(np.mean(by_size)),
         "coherence_unconditional": float(np.mean(np.all(uncond == uncond[:, :1], axis=1))),
         "joint_nll": float(nll.mean()),
+        "joint_nll_std": float(nll.std(ddof=1)) if n_nll > 1 else 0.0,
         "nll_samples": n_samples,
+        "nll_examples": n_nll,
     }
 
 
@@ -235,7 +275,8 @@ def run_polymnist(config: Config, log=print) -> dict:
         for kind in config.poly_models:
             graphdef, params, seconds, steps = _train(kind, config, data, seed, seed_dir)
             metrics = evaluate_poly(graphdef, params, judges, data, n_samples=config.nll_samples,
-                                    seed=seed, fast_compile=config.fast_compile)  # fmt: skip
+                                    seed=seed, fast_compile=config.fast_compile,
+                                    nll_examples=config.nll_examples)  # fmt: skip
             metrics |= {"train_seconds": seconds, "seconds_per_step": seconds / steps}
             results[kind][seed] = metrics
             coherence, nll = metrics["coherence_conditional"], metrics["joint_nll"]
