@@ -9,6 +9,7 @@ or a notebook that fails to execute fails the build.
 from __future__ import annotations
 
 import importlib
+import os
 import pathlib
 import re
 import shutil
@@ -67,6 +68,14 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # Notebooks are executed at every build, so they never go stale; an error fails the build.
+# Their kernels inherit this environment: like the tests, they compile with XLA's backend
+# optimisations off (the tours compile far more than they compute; the HLO is the same, only
+# LLVM's code generation does less).
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+        " --xla_llvm_disable_expensive_passes=true"
+    ).strip()
 nb_execution_mode = "force"
 nb_execution_timeout = 180
 nb_execution_raise_on_error = True
