@@ -165,7 +165,7 @@ def test_polymnist_presets_and_settings():
 
 
 def test_nll_on_a_subset_is_the_same_examples_with_the_same_keys():
-    from experiments.mwvae import poly_run
+    from experiments.mwvae import evaluate, poly_run
 
     xs = np.arange(250 * 2 * 3, dtype=np.float32).reshape(250, 2, 3)
     seen = []
@@ -174,8 +174,8 @@ def test_nll_on_a_subset_is_the_same_examples_with_the_same_keys():
         seen.append(chunk.shape)
         return (chunk[:, 0, 0] + 1e4 * i,)
 
-    (part,) = poly_run._chunked(fn, xs, 150)
-    (whole,) = poly_run._chunked(fn, xs, 250)
+    (part,) = evaluate.map_chunks(fn, (xs,), 150, poly_run.CHUNK)
+    (whole,) = evaluate.map_chunks(fn, (xs,), 250, poly_run.CHUNK)
     assert part.shape == (150,) and whole.shape == (250,)
     np.testing.assert_array_equal(part, whole[:150])
     assert set(seen) == {(poly_run.CHUNK, 2, 3)}  # padded: one shape, one compilation

@@ -299,6 +299,23 @@ def two_modality_nll(model, x, y, q, split, key, n_samples: int):
     return importance_sampled_nll(log_lik, q, size, key, n_samples)
 
 
+def map_chunks(fn, arrays: tuple, n: int, chunk: int):
+    """``fn(*chunk_of_each_array, i)`` over the first ``n`` rows of ``arrays`` in chunks of
+    ``chunk`` rows, ``i`` the chunk's index; its outputs (any pytree of arrays with a leading
+    batch axis) cut back to the real rows and concatenated. The last chunk is zero-padded to
+    ``chunk`` rows, so a jitted ``fn`` compiles once."""
+    parts = []
+    for i, start in enumerate(range(0, n, chunk)):
+        stop = min(start + chunk, n)
+        padded = [
+            np.pad(a[start:stop], [(0, chunk - (stop - start))] + [(0, 0)] * (a.ndim - 1))
+            for a in arrays
+        ]
+        out = fn(*padded, i)
+        parts.append(jax.tree.map(lambda v, k=stop - start: np.asarray(v)[:k], out))
+    return jax.tree.map(lambda *vs: np.concatenate(vs), *parts)
+
+
 def _chunk_metrics(graphdef, params, x, y, key, n_samples):
     model = nnx.merge(graphdef, params)
     k_gen, k_is = jax.random.split(key)
@@ -340,19 +357,14 @@ def evaluate_model(
     if x_eval is None:
         raise ValueError(f"{data.name} has no {split!r} split.")
     n = x_eval.shape[0]
-    chunk = min(CHUNK, n)
-    parts = []
-    for i, start in enumerate(range(0, n, chunk)):
-        stop = min(start + chunk, n)
-        pad = chunk - (stop - start)
-        x = np.pad(x_eval[start:stop], ((0, pad), (0, 0)))
-        y = np.pad(y_eval[start:stop], (0, pad))
-        out = _CHUNK_METRICS[fast_compile](
+    out = map_chunks(
+        lambda x, y, i: _CHUNK_METRICS[fast_compile](
             result.graphdef, result.params, x, y, jax.random.fold_in(key, i), n_samples
-        )
-        out = jax.device_get(out)
-        parts.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        ),
+        (x_eval, y_eval),
+        n,
+        min(CHUNK, n),
+    )
     y = y_eval
     generated = out["image_label"]
     judged = predict(classifier, generated)

@@ -179,18 +179,6 @@ _GENERATE, _NLL = (
 )
 
 
-def _chunked(fn, xs_all, n: int):
-    """``fn(xs, i)`` over ``xs_all[:n]`` in chunks of :data:`CHUNK` examples (the last one
-    zero-padded, so each function compiles once), its outputs concatenated."""
-    parts = []
-    for i, start in enumerate(range(0, n, CHUNK)):
-        stop = min(start + CHUNK, n)
-        xs = np.pad(xs_all[start:stop], ((0, CHUNK - (stop - start)), (0, 0), (0, 0)))
-        out = fn(xs, i)
-        parts.append([np.asarray(a)[: stop - start] for a in out])
-    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
-
-
 def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, seed, fast_compile,
                   nll_examples=None):  # fmt: skip
     """The metrics of one trained model on the test split (see the module's docstring).
@@ -215,10 +203,11 @@ def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, se
         )
 
     def nll_of(xs, i):
-        return (nll_fn(graphdef, params, xs, jax.random.fold_in(k_nll, i), n_samples),)
+        return nll_fn(graphdef, params, xs, jax.random.fold_in(k_nll, i), n_samples)
 
-    cross, uncond = _chunked(gen_fn, xs_all, n_test)
-    (nll,) = _chunked(nll_of, xs_all, n_nll)
+    # a fixed chunk (the last one padded): each function compiles once per model
+    cross, uncond = evaluate.map_chunks(gen_fn, (xs_all,), n_test, CHUNK)
+    nll = evaluate.map_chunks(nll_of, (xs_all,), n_nll, CHUNK)
     correct = cross == y_all[:, None]
     by_size = [
         float(np.mean([correct[:, i].mean() for i, (s, _) in enumerate(pairs) if len(s) == k]))
