@@ -41,6 +41,7 @@ exclude_patterns = [
     "mwvae/results.md",
     "mwvae/results_full.md",
     "mwvae/results_polymnist.md",
+    "mwvae/results_polymnist_25epochs.md",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 

@@ -63,6 +63,23 @@ def x64():
         jax.config.update("jax_enable_x64", previous)
 
 
+def count_compiles(fn) -> int:
+    """Number of XLA backend compilations while running ``fn()``."""
+    from jax._src import dispatch
+
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        count[0] += event == dispatch.BACKEND_COMPILE_EVENT
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return count[0]
+
+
 @pytest.fixture
 def enable_x64():
     """Runs the test with float64 enabled in JAX."""

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from alignment._src import assignment as A
 from alignment._src.assignment import hungarian, linear_assignment
-from tests.conftest import x64
+from tests.conftest import count_compiles, x64
 
 TOL = 1e-4  # float32 sums of O(100) entries of size O(1)
 
@@ -326,31 +326,13 @@ def test_float64_batch(rng):
 # --------------------------------------------------------------------------------------------
 
 
-def _count_compiles(fn) -> int:
-    """Number of XLA backend compilations while running ``fn()``."""
-    from jax._src import dispatch
-
-    count = [0]
-
-    def listener(event, duration, **kwargs):
-        if event == dispatch.BACKEND_COMPILE_EVENT:
-            count[0] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        jax.block_until_ready(fn())
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-    return count[0]
-
-
 def test_eager_calls_hit_the_compile_cache(rng):
     """Issue 9: eager ``hungarian`` compiled its loops on every call (0.75 s at n = 100)."""
     cost = rng.random((100, 100)).astype(np.float32)
     first = hungarian(cost)
     size = A._assignment_core._cache_size()
-    assert _count_compiles(lambda: hungarian(cost)) == 0
-    assert _count_compiles(lambda: linear_assignment(rng.random((100, 100)))) == 0
+    assert count_compiles(lambda: hungarian(cost)) == 0
+    assert count_compiles(lambda: linear_assignment(rng.random((100, 100)))) == 0
     assert A._assignment_core._cache_size() == size
     np.testing.assert_array_equal(np.asarray(first[1]), linear_sum_assignment(cost)[1])
 

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from jax.test_util import check_grads
 
 from alignment._src import gaussian as ga
-from tests.conftest import x64
+from tests.conftest import count_compiles, x64
 
 F32_RTOL = 1e-5  # float32 closed forms vs a float64 reference, relative
 F64_RTOL = 1e-9  # float64 vs SciPy's sqrtm (a Schur method with its own ~1e-12 rounding)
@@ -714,19 +714,8 @@ def test_half_precision_computed_in_float32(name, dtype, rng):
 
 def test_eager_calls_hit_the_compile_cache(rng):
     """Public functions call module-level jitted cores: a repeated eager call compiles nothing."""
-    from jax._src import dispatch
-
-    count = [0]
-
-    def listener(event, duration, **kwargs):
-        count[0] += event == dispatch.BACKEND_COMPILE_EVENT
-
     for name in PUBLIC:
         args = _args(name, rng, dtype=np.float32)
         jax.block_until_ready(PUBLIC[name](*args))
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        try:
-            jax.block_until_ready(PUBLIC[name](*_args(name, rng, dtype=np.float32)))
-        finally:
-            jax.monitoring.unregister_event_duration_listener(listener)
-        assert count[0] == 0, name
+        again = _args(name, rng, dtype=np.float32)
+        assert count_compiles(lambda: PUBLIC[name](*again)) == 0, name  # noqa: B023

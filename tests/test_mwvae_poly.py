@@ -102,6 +102,7 @@ def test_smoke_polymnist_run_covers_every_model(tmp_path):
         assert len(stats["coherence_by_size"]["mean"]) == 1  # M = 2: one observed
         assert all(0.0 <= c <= 1.0 for c in stats["coherence_by_size"]["mean"])
         assert 0.0 <= stats["coherence_unconditional"]["mean"] <= 1.0
+        assert 0.0 <= stats["coherence_self"]["mean"] <= 1.0
         assert np.isfinite(stats["joint_nll"]["mean"]) and stats["joint_nll"]["mean"] > 0
     assert set(on_disk["step_time_by_m"]["wvae_bary"]) == {"2"}
     assert (run_dir / "figures" / "coherence_by_subset_size.png").stat().st_size > 1000
@@ -179,3 +180,28 @@ def test_nll_on_a_subset_is_the_same_examples_with_the_same_keys():
     assert part.shape == (150,) and whole.shape == (250,)
     np.testing.assert_array_equal(part, whole[:150])
     assert set(seen) == {(poly_run.CHUNK, 2, 3)}  # padded: one shape, one compilation
+
+
+def test_diverged_runs_are_counted_and_left_out_of_the_means():
+    from experiments.mwvae import poly_run
+    from experiments.mwvae.config import get_config
+
+    def run(c, nll):
+        return {"coherence_by_size": [c, c + 0.1], "coherence_conditional": c + 0.05,
+                "coherence_self": 0.5, "coherence_unconditional": 0.0, "joint_nll": nll,
+                "seconds_per_step": 0.1}  # fmt: skip
+
+    diverged = {"diverged_at_step": 714}
+    some = poly_run._aggregate([run(0.2, 10.0), diverged, run(0.4, 30.0)])
+    assert (some["finished"], some["diverged"]) == (2, 1)
+    np.testing.assert_allclose(some["joint_nll"]["mean"], 20.0)
+    np.testing.assert_allclose(some["joint_nll"]["std"], np.std([10.0, 30.0], ddof=1))
+    np.testing.assert_allclose(some["coherence_by_size"]["mean"], [0.3, 0.4])
+    none = poly_run._aggregate([diverged, diverged])
+    assert (none["finished"], none["diverged"]) == (0, 2) and np.isnan(none["joint_nll"]["mean"])
+    config = dataclasses.replace(get_config("smoke", data="polymnist"), modalities=3)
+    summary = {"aggregate": {"poe": some, "mopoe": none}, "judge_accuracy": [0.9, 0.9, 0.9],
+               "step_time_by_m": {"wvae_bary": {2: 0.1, 3: 0.2}}}  # fmt: skip
+    table = poly_run._markdown(summary, config)
+    assert "| poe | 0.300 ± 0.141 | 0.400 ± 0.141 |" in table and "| 2 of 3 |" in table
+    assert "| mopoe | diverged | diverged |" in table and "| 0 of 2 |" in table

@@ -11,6 +11,9 @@ with the same settings and evaluates, on the test split:
   sampled from ``q(z | x_S)`` and every modality outside ``S`` is generated from it (pixel
   means); the judge of that modality must give the sample's class. The accuracies are averaged
   over the subsets of each size ``1 .. M - 1`` (the MoPoE paper's protocol);
+* ``coherence_self``: each modality regenerated from its own posterior ``q(z | x_m)`` and
+  judged: whether the latent carries the class at all (a check of the pipeline; a model can
+  reconstruct its class without any cross-modal coherence);
 * ``coherence_unconditional``: ``z`` from the prior, all M modalities generated; coherent when
   the M judges agree;
 * ``joint_nll``: ``-log p(x_1, ..., x_M)`` by importance sampling from ``q(z | x_1..M)``, on
@@ -19,7 +22,9 @@ with the same settings and evaluates, on the test split:
   ``M = 2 .. modalities`` on random inputs (``step_time_by_m``), the cost of M barycenter terms
   against ``M (M - 1) / 2`` pairwise ones.
 
-Numbers are means and standard deviations over the seeds; ``results_polymnist.md`` /
+A run whose loss stops being finite is recorded as diverged (``diverged_at_step``) and the
+comparison goes on; the means and standard deviations are over the seeds whose runs finished,
+and the table says how many did. ``results_polymnist.md`` /
 ``.json`` and ``figures/coherence_by_subset_size.png`` go to ``run_dir``.
 """
 
@@ -117,7 +122,9 @@ def _classify(judge, images):
 
 def _generate_chunk(graphdef, params, judge_graph, judge_params, xs, key):
     """Per example of ``xs: [b, M, p]``: the judged classes of every cross-modal generation
-    ``[b, n_pairs]`` (in :func:`_cross_pairs` order) and of the unconditional ones ``[b, M]``."""
+    ``[b, n_pairs]`` (in :func:`_cross_pairs` order), of each modality regenerated from its own
+    posterior ``[b, M]`` (the same latent sample as its cross-modal generations) and of the
+    unconditional ones ``[b, M]``."""
     model = nnx.merge(graphdef, params)
     judges = [nnx.merge(judge_graph, p) for p in judge_params]
     n = model.modalities
@@ -127,7 +134,7 @@ def _generate_chunk(graphdef, params, judge_graph, judge_params, xs, key):
 
     def per_example(x, kg):
         means, variances = model.encode(x)
-        generated = []
+        generated, own = [], []
         for j, s in enumerate(poly.subsets(n)[:-1]):
             q = poly.subset_posterior(model.kind, means, variances, s)
             kj = jax.random.fold_in(kg, j)
@@ -137,18 +144,21 @@ def _generate_chunk(graphdef, params, judge_graph, judge_params, xs, key):
                                    jnp.stack([g.var for g in q.components])[c])  # fmt: skip
             z = m.sample(q, jax.random.normal(kj, (model.latent,)))
             generated += [jax.nn.sigmoid(model.decoders[t](z)) for t in range(n) if t not in s]
-        return jnp.stack(generated)
+            if len(s) == 1:
+                own.append(jax.nn.sigmoid(model.decoders[s[0]](z)))
+        return jnp.stack(generated), jnp.stack(own)
 
-    gen = jax.vmap(per_example)(xs, jax.random.split(k_gen, b))
+    gen, own = jax.vmap(per_example)(xs, jax.random.split(k_gen, b))
     cross = jnp.stack(
         [_classify(judges[t], gen[:, i]) for i, (_, t) in enumerate(pairs)], axis=1
     )  # [b, n_pairs]
+    self_classes = jnp.stack([_classify(judges[t], own[:, t]) for t in range(n)], axis=1)
     z = jax.random.normal(k_prior, (b, model.latent))
     uncond = jnp.stack(
         [_classify(judges[t], jax.nn.sigmoid(jax.vmap(model.decoders[t])(z))) for t in range(n)],
         axis=1,
     )  # [b, M]
-    return cross, uncond
+    return cross, self_classes, uncond
 
 
 def _nll_chunk(graphdef, params, xs, key, n_samples):
@@ -206,7 +216,7 @@ def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, se
         return nll_fn(graphdef, params, xs, jax.random.fold_in(k_nll, i), n_samples)
 
     # a fixed chunk (the last one padded): each function compiles once per model
-    cross, uncond = evaluate.map_chunks(gen_fn, (xs_all,), n_test, CHUNK)
+    cross, own, uncond = evaluate.map_chunks(gen_fn, (xs_all,), n_test, CHUNK)
     nll = evaluate.map_chunks(nll_of, (xs_all,), n_nll, CHUNK)
     correct = cross == y_all[:, None]
     by_size = [
@@ -217,6 +227,7 @@ def evaluate_poly(graphdef, params, judges, data: MultiDataset, *, n_samples, se
         "coherence_by_size": by_size,
         "coherence_conditional": float(np.mean(by_size)),
         "coherence_unconditional": float(np.mean(np.all(uncond == uncond[:, :1], axis=1))),
+        "coherence_self": float(np.mean(own == y_all[:, None])),
         "joint_nll": float(nll.mean()),
         "joint_nll_std": float(nll.std(ddof=1)) if n_nll > 1 else 0.0,
         "nll_samples": n_samples,
@@ -262,7 +273,16 @@ def run_polymnist(config: Config, log=print) -> dict:
     for seed in config.seeds:
         seed_dir = run_dir / f"seed{seed}"
         for kind in config.poly_models:
-            graphdef, params, seconds, steps = _train(kind, config, data, seed, seed_dir)
+            try:
+                graphdef, params, seconds, steps = _train(kind, config, data, seed, seed_dir)
+            except framework.NonFiniteLossError as err:
+                # a run whose loss stops being finite is a result (reported as diverged, out of
+                # the means), not the end of the comparison
+                results[kind][seed] = {"diverged_at_step": err.step}
+                log(
+                    f"[polymnist] seed {seed} {kind}: diverged (loss not finite at step {err.step})"
+                )
+                continue
             metrics = evaluate_poly(graphdef, params, judges, data, n_samples=config.nll_samples,
                                     seed=seed, fast_compile=config.fast_compile,
                                     nll_examples=config.nll_examples)  # fmt: skip
@@ -298,10 +318,19 @@ def run_polymnist(config: Config, log=print) -> dict:
     return summary
 
 
-def _aggregate(runs: list[dict]) -> dict:
-    out = {}
-    for key in ("coherence_conditional", "coherence_unconditional", "joint_nll",
-                "seconds_per_step"):  # fmt: skip
+_STATS = ("coherence_conditional", "coherence_self", "coherence_unconditional", "joint_nll",
+          "seconds_per_step")  # fmt: skip
+
+
+def _aggregate(all_runs: list[dict]) -> dict:
+    """Means and standard deviations over the runs that finished; ``finished`` and ``diverged``
+    count the runs (the statistics are NaN when none finished)."""
+    runs = [r for r in all_runs if "diverged_at_step" not in r]
+    out: dict = {"finished": len(runs), "diverged": len(all_runs) - len(runs)}
+    if not runs:
+        nan = {"mean": float("nan"), "std": float("nan")}
+        return out | dict.fromkeys(_STATS, nan) | {"coherence_by_size": {"mean": [], "std": []}}
+    for key in _STATS:
         v = np.array([r[key] for r in runs], float)
         out[key] = {"mean": float(v.mean()), "std": _std(v)}
     sizes = np.array([r["coherence_by_size"] for r in runs], float)
@@ -323,6 +352,8 @@ def _plot(path: Path, aggregate: dict, modalities: int) -> None:
     for kind, stats in aggregate.items():
         mean = np.array(stats["coherence_by_size"]["mean"])
         std = np.array(stats["coherence_by_size"]["std"])
+        if mean.size == 0:  # every run diverged
+            continue
         ax.errorbar(sizes, mean, yerr=std, marker="o", capsize=3, label=kind)
     ax.set_xlabel("number of observed modalities")
     ax.set_ylabel("coherence of the generated modalities")
@@ -338,13 +369,16 @@ def _markdown(summary: dict, config: Config) -> str:
     agg = summary["aggregate"]
     pm = lambda s, f="{:.3f}": f"{f.format(s['mean'])} ± {f.format(s['std'])}"
     head = ["model", *(f"coherence, {k} observed" for k in range(1, n)),
-            "unconditional", "joint NLL", "s / step"]  # fmt: skip
+            "self", "unconditional", "joint NLL", "s / step", "runs"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for kind, s in agg.items():
         by = s["coherence_by_size"]
         cells = [f"{a:.3f} ± {b:.3f}" for a, b in zip(by["mean"], by["std"], strict=True)]
-        cells += [pm(s["coherence_unconditional"]), pm(s["joint_nll"], "{:.1f}"),
-                  pm(s["seconds_per_step"], "{:.4f}")]  # fmt: skip
+        cells = cells or ["diverged"] * (n - 1)
+        cells += [pm(s["coherence_self"]), pm(s["coherence_unconditional"]),
+                  pm(s["joint_nll"], "{:.1f}"),
+                  pm(s["seconds_per_step"], "{:.4f}"),
+                  f"{s['finished']} of {s['finished'] + s['diverged']}"]  # fmt: skip
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += ["", "Seconds per training step against M (random inputs, after compilation):", ""]
     ms = list(range(2, n + 1))
