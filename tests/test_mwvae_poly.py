@@ -180,6 +180,9 @@ def test_nll_on_a_subset_is_the_same_examples_with_the_same_keys():
     assert part.shape == (150,) and whole.shape == (250,)
     np.testing.assert_array_equal(part, whole[:150])
     assert set(seen) == {(poly_run.CHUNK, 2, 3)}  # padded: one shape, one compilation
+    for bad in ((fn, (xs,), 0, 10), (fn, (xs,), 10, 0), (fn, (xs,), 251, 100)):
+        with pytest.raises(ValueError, match=r"`n`|`arrays`"):
+            evaluate.map_chunks(*bad)
 
 
 def test_diverged_runs_are_counted_and_left_out_of_the_means():

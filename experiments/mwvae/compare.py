@@ -186,13 +186,20 @@ def aggregate(per_seed: dict, models) -> dict:
     for model in models:
         runs = [per_seed[s]["results"][model] for s in per_seed]
         keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
-        values = {k: np.array([r[k] for r in runs], float) for k in keys}
-        out[model] = {k: {"mean": float(v.mean()), "std": _std(v)} for k, v in values.items()}
+        out[model] = {k: mean_std([r[k] for r in runs]) for k in keys}
     return out
 
 
+def mean_std(values) -> dict:
+    """``{"mean", "std"}`` over the first axis of ``values`` (runs): floats for scalars, lists
+    for vectors; the standard deviation with ddof 1, 0 for a single run."""
+    v = np.asarray(values, float)
+    std = v.std(0, ddof=1) if v.shape[0] > 1 else np.zeros(v.shape[1:])
+    return {"mean": v.mean(0).tolist(), "std": std.tolist()}
+
+
 def _std(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return mean_std(values)["std"]
 
 
 def _within_noise(stats: dict, key: str, a: str, b: str) -> bool:

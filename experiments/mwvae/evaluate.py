@@ -304,6 +304,11 @@ def map_chunks(fn, arrays: tuple, n: int, chunk: int):
     ``chunk`` rows, ``i`` the chunk's index; its outputs (any pytree of arrays with a leading
     batch axis) cut back to the real rows and concatenated. The last chunk is zero-padded to
     ``chunk`` rows, so a jitted ``fn`` compiles once."""
+    if n < 1 or chunk < 1:
+        raise ValueError(f"`n` ({n}) and `chunk` ({chunk}) must be positive.")
+    short = [a.shape for a in arrays if a.ndim == 0 or a.shape[0] < n]
+    if short:
+        raise ValueError(f"`arrays` must have at least n = {n} rows; got shapes {short}.")
     parts = []
     for i, start in enumerate(range(0, n, chunk)):
         stop = min(start + chunk, n)

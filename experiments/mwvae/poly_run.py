@@ -44,7 +44,7 @@ from flax import nnx
 from experiments import framework
 from experiments.mwvae import evaluate, poly
 from experiments.mwvae import models as m
-from experiments.mwvae.compare import _std
+from experiments.mwvae.compare import mean_std
 from experiments.mwvae.config import Config, compiler_options
 from experiments.mwvae.data import Dataset, make_batch_fn
 from experiments.mwvae.polymnist import MultiDataset, load_polymnist
@@ -330,15 +330,7 @@ def _aggregate(all_runs: list[dict]) -> dict:
     if not runs:
         nan = {"mean": float("nan"), "std": float("nan")}
         return out | dict.fromkeys(_STATS, nan) | {"coherence_by_size": {"mean": [], "std": []}}
-    for key in _STATS:
-        v = np.array([r[key] for r in runs], float)
-        out[key] = {"mean": float(v.mean()), "std": _std(v)}
-    sizes = np.array([r["coherence_by_size"] for r in runs], float)
-    out["coherence_by_size"] = {
-        "mean": sizes.mean(0).tolist(),
-        "std": (sizes.std(0, ddof=1) if len(runs) > 1 else np.zeros(sizes.shape[1])).tolist(),
-    }
-    return out
+    return out | {key: mean_std([r[key] for r in runs]) for key in (*_STATS, "coherence_by_size")}
 
 
 def _plot(path: Path, aggregate: dict, modalities: int) -> None:
